@@ -1,0 +1,42 @@
+"""Print a new API token for a user (created if missing), optionally granting a role first."""
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+from mazevault import services
+from mazevault.errors import DomainError
+from mazevault.models import Organization, Project
+from mazevault.rbac import Role
+
+
+class Command(BaseCommand):
+    help = "Create an API token for --user; with --role and --project (or --organization) grant that role."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--user", required=True)
+        parser.add_argument("--role", choices=Role.values)
+        parser.add_argument("--project", help="project id the role applies to")
+        parser.add_argument("--organization", help="organization id the role applies to")
+        parser.add_argument("--name", default="cli")
+        parser.add_argument("--duration", help="lifetime such as 24h or 30d")
+
+    def handle(self, *args, **options) -> None:
+        User = get_user_model()
+        user, _ = User.objects.get_or_create(username=options["user"])
+        if options["role"]:
+            if bool(options["project"]) == bool(options["organization"]):
+                raise CommandError("--role needs exactly one of --project or --organization")
+            try:
+                if options["project"]:
+                    scope = {"project": Project.objects.get(pk=options["project"])}
+                else:
+                    scope = {"organization": Organization.objects.get(pk=options["organization"])}
+            except (Project.DoesNotExist, Organization.DoesNotExist, ValueError) as exc:
+                raise CommandError(f"no such scope: {exc}") from None
+            services.assign_role(user=user, role=options["role"], actor="cli", **scope)
+        try:
+            _, raw = services.create_token(user=user, name=options["name"], duration=options["duration"], actor="cli")
+        except DomainError as exc:
+            raise CommandError(exc.message) from None
+        self.stdout.write(raw)

@@ -1,0 +1,184 @@
+"""Core models: tenants (organizations, projects), role assignments, API tokens, approval
+policies, the hash-chained audit log and idempotency records."""
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from .rbac import Role
+
+
+class UUIDModel(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class Environment(models.TextChoices):
+    PRODUCTION = "production", "Production"
+    STAGING = "staging", "Staging"
+    DEVELOPMENT = "development", "Development"
+
+
+class Organization(UUIDModel):
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ("name",)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Project(UUIDModel):
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="projects")
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True, default="")
+    environment = models.CharField(max_length=20, choices=Environment.choices, default=Environment.DEVELOPMENT)
+
+    class Meta:
+        ordering = ("name",)
+        constraints = [models.UniqueConstraint(fields=("organization", "name"), name="project_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.organization.name}/{self.name}"
+
+
+class RoleAssignment(models.Model):
+    """A role held on exactly one scope: a whole organization or one project."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="role_assignments")
+    role = models.CharField(max_length=32, choices=Role.choices)
+    organization = models.ForeignKey(Organization, null=True, blank=True, on_delete=models.CASCADE,
+                                     related_name="role_assignments")
+    project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.CASCADE,
+                                related_name="role_assignments")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(organization__isnull=False, project__isnull=True)
+                           | Q(organization__isnull=True, project__isnull=False)),
+                name="role_assignment_one_scope",
+            ),
+            models.UniqueConstraint(fields=("user", "role", "organization", "project"), name="role_assignment_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.role} @ {self.organization or self.project}"
+
+
+TOKEN_PREFIX = "mv_pat_"
+
+
+def hash_token(raw: str) -> str:
+    """Tokens carry 256 bits of entropy, so one SHA-256 is enough (no password stretching)."""
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class ApiToken(UUIDModel):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    token_hash = models.CharField(max_length=64, unique=True)
+    token_prefix = models.CharField(max_length=16)
+    scopes = models.JSONField(default=list, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created_at",)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.token_prefix}…)"
+
+
+class ApprovalPolicy(UUIDModel):
+    """How many distinct approvers a request in this project needs, and which role approves."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="approval_policies")
+    name = models.CharField(max_length=100)
+    required_approvals = models.PositiveSmallIntegerField(default=1)
+    approver_role = models.CharField(max_length=32, choices=Role.choices, blank=True, default="")
+    environments = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ("name",)
+        verbose_name_plural = "approval policies"
+        constraints = [models.UniqueConstraint(fields=("project", "name"), name="approval_policy_unique_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def covers(self, environment: str) -> bool:
+        return not self.environments or environment in self.environments
+
+
+class Severity(models.TextChoices):
+    INFO = "info", "Info"
+    WARNING = "warning", "Warning"
+    HIGH = "high", "High"
+    CRITICAL = "critical", "Critical"
+
+
+class AuditEvent(models.Model):
+    """Append-only; ``chain_hash`` = SHA-256(previous chain_hash || canonical content)."""
+
+    seq = models.BigAutoField(primary_key=True)
+    id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="+", db_constraint=False)
+    actor_name = models.CharField(max_length=150, blank=True, default="")
+    action = models.CharField(max_length=64, db_index=True)
+    entity_type = models.CharField(max_length=64, blank=True, default="")
+    entity_id = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    organization_id = models.UUIDField(null=True, blank=True, db_index=True)
+    project_id = models.UUIDField(null=True, blank=True, db_index=True)
+    severity = models.CharField(max_length=10, choices=Severity.choices, default=Severity.INFO)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    request_id = models.CharField(max_length=64, blank=True, default="")
+    details = models.JSONField(default=dict, blank=True)
+    prev_hash = models.CharField(max_length=64)
+    chain_hash = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ("-seq",)
+        indexes = [models.Index(fields=("entity_type", "entity_id"), name="audit_entity_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.entity_type}:{self.entity_id}"
+
+
+class AuditChainHead(models.Model):
+    """Singleton row serialising appends to the audit chain (its row lock is the chain's lock)."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    last_hash = models.CharField(max_length=64, default="0" * 64)
+    count = models.BigIntegerField(default=0)
+
+
+class IdempotencyRecord(models.Model):
+    """The first answer to a POST carrying an ``Idempotency-Key`` header, replayed on retries."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    method = models.CharField(max_length=10)
+    path = models.CharField(max_length=500)
+    request_hash = models.CharField(max_length=64)
+    status_code = models.PositiveSmallIntegerField()
+    response_body = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=("user", "key"), name="idempotency_unique_key")]

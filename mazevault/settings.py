@@ -1,0 +1,292 @@
+"""Settings for MazeVault Certificates.
+
+This module is the only reader of ``os.environ`` (12-factor). Every default gives a working
+embedded install (SQLite under ``MAZEVAULT_DATA_DIR``, a file-based Celery broker, a KEK kept
+in the data directory); ``MAZEVAULT_ENV=production`` refuses to start without an explicit
+``DJANGO_SECRET_KEY`` and ``MAZEVAULT_KEK``.
+"""
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from exc
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+VERSION = "0.1.0"
+MAZEVAULT_ENV = env_str("MAZEVAULT_ENV", "development")
+PRODUCTION = MAZEVAULT_ENV == "production"
+# Under pytest (or MAZEVAULT_TESTING=1) with no broker configured, tasks run eagerly.
+TESTING = env_bool("MAZEVAULT_TESTING", "pytest" in (sys.argv[0] if sys.argv else ""))
+CI = env_bool("CI", False)
+
+DATA_DIR = Path(env_str("MAZEVAULT_DATA_DIR", str(BASE_DIR / "var"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _local_secret(filename: str, make) -> str:
+    """A secret generated once and kept in the data directory (embedded/dev mode only)."""
+    path = DATA_DIR / filename
+    if path.exists():
+        return path.read_text().strip()
+    value = make()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value)
+    return value
+
+
+SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+_kek_text = env_str("MAZEVAULT_KEK")
+if PRODUCTION and (not SECRET_KEY or not _kek_text):
+    raise ImproperlyConfigured("production needs DJANGO_SECRET_KEY and MAZEVAULT_KEK")
+if not SECRET_KEY:
+    SECRET_KEY = _local_secret("secret_key", lambda: secrets.token_urlsafe(50))
+if not _kek_text:
+    _kek_text = _local_secret("kek", lambda: base64.b64encode(secrets.token_bytes(32)).decode())
+
+
+def _decode_kek(text: str, name: str) -> bytes:
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be base64 of 32 bytes") from exc
+    if len(raw) != 32:
+        raise ImproperlyConfigured(f"{name} must be base64 of 32 bytes, got {len(raw)}")
+    return raw
+
+
+MAZEVAULT_KEK = _decode_kek(_kek_text, "MAZEVAULT_KEK")
+# Retired KEKs stay readable during rotation: comma-separated base64 values.
+MAZEVAULT_OLD_KEKS = [_decode_kek(k, "MAZEVAULT_OLD_KEKS") for k in env_list("MAZEVAULT_OLD_KEKS", [])]
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["*"] if not PRODUCTION else [])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+PORT = env_int("PORT", 8000)
+MAZEVAULT_PUBLIC_URL = env_str("MAZEVAULT_PUBLIC_URL", f"http://localhost:{PORT}").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "mazevault",
+    "certificates",
+]
+
+MIDDLEWARE = [
+    "mazevault.middleware.RequestContextMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "mazevault.urls"
+WSGI_APPLICATION = "mazevault.wsgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+_default_db = f"sqlite:///{DATA_DIR / 'mazevault.sqlite3'}"
+DATABASE_URL = env_str("DATABASE_URL", _default_db) or _default_db
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;",
+    }
+else:
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+IS_POSTGRES = DATABASES["default"]["ENGINE"].endswith("postgresql")
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "mazevault_cache"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(DATA_DIR / "static")))
+STATICFILES_DIRS = [BASE_DIR / "static"]
+
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAZEVAULT_MAX_UPLOAD_BYTES", 1024 * 1024)
+FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
+MAZEVAULT_MAX_UPLOAD_BYTES = DATA_UPLOAD_MAX_MEMORY_SIZE
+MAZEVAULT_MAX_BUNDLE_ENTRIES = env_int("MAZEVAULT_MAX_BUNDLE_ENTRIES", 500)
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = PRODUCTION
+CSRF_COOKIE_SECURE = PRODUCTION
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+# --- REST API -----------------------------------------------------------------------------
+MAZEVAULT_RATE_LIMIT_AUTH = env_str("MAZEVAULT_RATE_LIMIT_AUTH", "10/min")
+MAZEVAULT_RATE_LIMIT_API = env_str("MAZEVAULT_RATE_LIMIT_API", "100/min")
+MAZEVAULT_RATE_LIMIT_OCSP = env_str("MAZEVAULT_RATE_LIMIT_OCSP", "1000/min")
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "mazevault.authentication.BearerTokenAuthentication",
+        "mazevault.authentication.CsrfSessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["mazevault.throttling.ApiRateThrottle"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer", "rest_framework.renderers.BrowsableAPIRenderer"],
+    "DEFAULT_PAGINATION_CLASS": "mazevault.api.pagination.PagePagination",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "mazevault.api.schema.AutoSchema",
+    "EXCEPTION_HANDLER": "mazevault.api.exceptions.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DATETIME_FORMAT": "%Y-%m-%dT%H:%M:%SZ",
+    "PAGE_SIZE": 25,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "MazeVault Certificates API",
+    "DESCRIPTION": "Certificate authority and certificate lifecycle management.",
+    "VERSION": VERSION,
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "ENUM_NAME_OVERRIDES": {},
+    "APPEND_COMPONENTS": {
+        "securitySchemes": {"BearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "mv_pat_…"}},
+    },
+    "SECURITY": [{"BearerAuth": []}],
+    "AUTHENTICATION_WHITELIST": ["mazevault.authentication.BearerTokenAuthentication"],
+}
+
+# --- Celery ---------------------------------------------------------------------------------
+_broker_dir = DATA_DIR / "broker"
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")
+CELERY_EMBEDDED_BROKER = not CELERY_BROKER_URL
+if CELERY_EMBEDDED_BROKER:
+    # A Kombu transport that runs on plain files: the embedded install needs no broker server.
+    (_broker_dir / "queue").mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "store_processed": False,
+    }
+CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND") or (None if CELERY_EMBEDDED_BROKER else CELERY_BROKER_URL)
+CELERY_TASK_IGNORE_RESULT = CELERY_RESULT_BACKEND is None
+# Tests without a configured broker run tasks eagerly (a contributor can run them anywhere).
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", TESTING and CELERY_EMBEDDED_BROKER)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {
+    "crl.*": {"queue": "crl"},
+    "rotation.*": {"queue": "rotation"},
+    "acme.*": {"queue": "acme"},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULE = {
+    "certificates.sweep_expired": {
+        "task": "certificates.sweep_expired",
+        "schedule": timedelta(minutes=env_int("MAZEVAULT_EXPIRY_SWEEP_MINUTES", 5)),
+    },
+    "mazevault.purge_idempotency_keys": {
+        "task": "mazevault.purge_idempotency_keys",
+        "schedule": crontab(minute=17),
+    },
+}
+
+# --- MazeVault behaviour ----------------------------------------------------------------------
+MAZEVAULT_INTERNAL_SUFFIXES = env_list("MAZEVAULT_INTERNAL_SUFFIXES", [".local", ".internal", ".lan", ".corp"])
+MAZEVAULT_DEMO_ADMIN_PASSWORD = env_str("MAZEVAULT_DEMO_ADMIN_PASSWORD")
+MAZEVAULT_IDEMPOTENCY_TTL_HOURS = env_int("MAZEVAULT_IDEMPOTENCY_TTL_HOURS", 24)
+MAZEVAULT_TOKEN_TOUCH_SECONDS = env_int("MAZEVAULT_TOKEN_TOUCH_SECONDS", 60)
+MAZEVAULT_MAX_TOKEN_DAYS = env_int("MAZEVAULT_MAX_TOKEN_DAYS", 366)
+MAZEVAULT_TRUSTED_PROXIES = env_int("MAZEVAULT_TRUSTED_PROXIES", 0)
+
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

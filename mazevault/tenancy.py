@@ -1,0 +1,113 @@
+"""Who may do what where: a request's roles resolved once, and queryset scoping from them.
+
+An object belongs to an organization and, optionally, one project. A role on the organization
+covers every project in it; a role on a project covers that project and lets its holder see
+(never change) the organization-wide objects of its organization, such as shared templates.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from django.db.models import Q
+
+from .rbac import ROLE_PERMISSIONS
+
+
+@dataclass
+class Access:
+    user_id: int | None
+    is_superuser: bool = False
+    scopes: frozenset[str] | None = None
+    org_roles: dict[UUID, set[str]] = field(default_factory=dict)
+    project_roles: dict[UUID, set[str]] = field(default_factory=dict)
+    project_org: dict[UUID, UUID] = field(default_factory=dict)
+
+    @classmethod
+    def for_user(cls, user, scopes: list[str] | None = None) -> "Access":
+        from .models import RoleAssignment
+
+        if user is None or not user.is_authenticated:
+            return cls(user_id=None)
+        access = cls(user_id=user.pk, is_superuser=user.is_superuser,
+                     scopes=frozenset(scopes) if scopes else None)
+        rows = RoleAssignment.objects.filter(user_id=user.pk).values_list(
+            "role", "organization_id", "project_id", "project__organization_id")
+        for role, org_id, project_id, project_org_id in rows:
+            if org_id is not None:
+                access.org_roles.setdefault(org_id, set()).add(role)
+            else:
+                access.project_roles.setdefault(project_id, set()).add(role)
+                access.project_org[project_id] = project_org_id
+        return access
+
+    def in_scope(self, permission: str) -> bool:
+        """The token's scopes (if any) allow ``permission``."""
+        return self.scopes is None or permission in self.scopes
+
+    _scoped = in_scope
+
+    def visible_organization_ids(self, permission: str = "organization:read") -> set[UUID]:
+        """Organizations with a role granting ``permission`` on them or on one of their projects."""
+        return self.org_ids(permission) | {self.project_org[p] for p in self.project_ids(permission)}
+
+    def sees_organization(self, organization_id: UUID) -> bool:
+        if self.is_superuser:
+            return self.in_scope("organization:read")
+        return organization_id in self.visible_organization_ids()
+
+    def _roles_grant(self, roles: set[str], permission: str) -> bool:
+        return any(permission in ROLE_PERMISSIONS.get(role, ()) for role in roles)
+
+    def has(self, permission: str, *, organization_id: UUID | None, project_id: UUID | None = None) -> bool:
+        """True when a role on the organization, or on the given project, grants ``permission``."""
+        if not self._scoped(permission):
+            return False
+        if self.is_superuser:
+            return True
+        if organization_id is not None and self._roles_grant(self.org_roles.get(organization_id, set()), permission):
+            return True
+        if project_id is not None and self._roles_grant(self.project_roles.get(project_id, set()), permission):
+            return True
+        return False
+
+    def has_anywhere(self, permission: str) -> bool:
+        if not self._scoped(permission):
+            return False
+        return self.is_superuser or any(
+            self._roles_grant(roles, permission)
+            for roles in (*self.org_roles.values(), *self.project_roles.values()))
+
+    def org_ids(self, permission: str) -> set[UUID]:
+        return {org for org, roles in self.org_roles.items() if self._roles_grant(roles, permission)}
+
+    def project_ids(self, permission: str) -> set[UUID]:
+        return {p for p, roles in self.project_roles.items() if self._roles_grant(roles, permission)}
+
+    def scope_q(self, permission: str, *, org_field: str = "organization_id", project_field: str | None = "project_id",
+                org_wide_visible: bool = False) -> Q | None:
+        """A filter for objects the holder may see with ``permission``; None means everything."""
+        if not self._scoped(permission):
+            return Q(pk__in=[])
+        if self.is_superuser:
+            return None
+        q = Q(**{f"{org_field}__in": self.org_ids(permission)})
+        if project_field is not None:
+            projects = self.project_ids(permission)
+            q |= Q(**{f"{project_field}__in": projects})
+            if org_wide_visible:
+                orgs = {self.project_org[p] for p in projects}
+                q |= Q(**{f"{project_field}__isnull": True, f"{org_field}__in": orgs})
+        return q
+
+
+def get_access(request) -> Access:
+    """The request's Access, built once (one query) and cached on the request."""
+    cached = getattr(request, "_mv_access", None)
+    if cached is not None:
+        return cached
+    token = getattr(request, "auth", None)
+    scopes = getattr(token, "scopes", None) if token is not None and hasattr(token, "token_hash") else None
+    access = Access.for_user(request.user, scopes)
+    request._mv_access = access
+    return access
