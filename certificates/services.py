@@ -6,7 +6,7 @@ them. Status changes go through ``states.transition`` (compare-and-set).
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -85,6 +85,16 @@ def create_ca(spec: CASpec, *, actor: Any, organization: Organization, project: 
             raise NotFound("Parent CA not found.")
         if parent.status != CAStatus.ACTIVE or parent.not_after <= now:
             raise Conflict("The parent CA is not active.", details={"parent_id": str(parent.pk)})
+        if parent.path_length is not None:
+            # RFC 5280 4.2.1.9: pathLenConstraint bounds the CA certificates that may follow.
+            if parent.path_length == 0:
+                raise ValidationFailed("The parent CA may not issue CA certificates (pathLenConstraint 0).",
+                                       details={"field": "parent_id"})
+            if spec.path_length is None:
+                spec = replace(spec, path_length=parent.path_length - 1)
+            elif spec.path_length >= parent.path_length:
+                raise ValidationFailed(f"path_length must be below the parent's ({parent.path_length}).",
+                                       details={"field": "path_length"})
         issuer_cert = ca_certificate(parent)
         issuer_key = get_signer(parent.key).private_key()
     private_key = keys.generate_private_key(spec.key_type)

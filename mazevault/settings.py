@@ -224,11 +224,17 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
-    "ENUM_NAME_OVERRIDES": {},
-    "APPEND_COMPONENTS": {
-        "securitySchemes": {"BearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "mv_pat_…"}},
+    # One component per choice set (several serializers share them); strings are imported lazily.
+    "ENUM_NAME_OVERRIDES": {
+        "EnvironmentEnum": "mazevault.models.Environment",
+        "RoleEnum": "mazevault.rbac.Role",
+        "SeverityEnum": "mazevault.models.Severity",
+        "CertificateStatusEnum": "certificates.models.CertificateStatus",
+        "CAStatusEnum": "certificates.models.CAStatus",
+        "KeyTypeEnum": "certificates.pki.keys.KEY_TYPES",
+        "HealthStatusEnum": [("ok", "ok"), ("degraded", "degraded")],
     },
-    "SECURITY": [{"BearerAuth": []}],
+    # The Bearer scheme ("BearerAuth") comes from the extension in mazevault/api/schema.py.
     "AUTHENTICATION_WHITELIST": ["mazevault.authentication.BearerTokenAuthentication"],
 }
 

@@ -153,7 +153,7 @@ class TemplateSerializer(serializers.ModelSerializer):
                                                                      max_length=50),
                                          required=False, default=dict)
     max_sans = serializers.IntegerField(min_value=1, max_value=1000, default=100)
-    key_usage = serializers.ListField(child=serializers.ChoiceField(choices=extensions.KEY_USAGES), default=list,
+    key_usage = serializers.ListField(child=serializers.ChoiceField(choices=extensions.KEY_USAGES), min_length=1,
                                       max_length=9)
     extended_key_usage = serializers.ListField(
         child=serializers.ChoiceField(choices=list(extensions.EXTENDED_KEY_USAGES)), default=list, max_length=6)
@@ -169,6 +169,12 @@ class TemplateSerializer(serializers.ModelSerializer):
                   "updated_at")
         read_only_fields = ("id", "created_at", "updated_at")
         extra_kwargs = {"name": {"max_length": 100}}
+
+    def validate_key_usage(self, value):
+        ca_only = {"keyCertSign", "cRLSign"} & set(value)
+        if ca_only:
+            raise serializers.ValidationError(f"{sorted(ca_only)} are for CA certificates, not templates.")
+        return value
 
     def validate_subject_policy(self, value):
         unknown = set(value) - set(SUBJECT_KEYS)

@@ -68,7 +68,7 @@ def load_csr(data: str | bytes) -> x509.CertificateSigningRequest:
     except (ValueError, UnsupportedAlgorithm):
         raise PKIError("CSR public key type is not supported", code="UNSUPPORTED_KEY", field=_FIELD) from None
     try:
-        describe_public_key(public_key)  # type: ignore[arg-type]
+        describe_public_key(public_key)
     except PKIError as exc:
         raise PKIError(exc.message, code="UNSUPPORTED_KEY", field=_FIELD, details=exc.details) from None
 

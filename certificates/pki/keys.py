@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import TypeAlias, cast
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
 from .errors import PKIError
 
@@ -42,6 +43,10 @@ PrivateKey: TypeAlias = (
     rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey
 )
 PublicKey: TypeAlias = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey
+
+# Any key object cryptography can produce; accepted by the classification
+# helpers, which reject the unsupported ones explicitly.
+AnyKey: TypeAlias = PrivateKeyTypes | PublicKeyTypes
 
 KEY_TYPES: tuple[str, ...] = ("rsa-2048", "rsa-3072", "rsa-4096", "ec-p256", "ec-p384", "ed25519")
 
@@ -148,17 +153,15 @@ def key_type_for(algorithm: str | None, size: int | None) -> str:
     )
 
 
-def _as_public(key: object) -> object:
-    """Return the public half if ``key`` is a private key, else ``key``."""
-    if isinstance(
-        key,
-        rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey,
-    ):
-        return key.public_key()
-    return key
+def _as_public(key: AnyKey) -> PublicKeyTypes:
+    """Return the public half if ``key`` is a private key (every private key class has ``public_key()``)."""
+    derive = getattr(key, "public_key", None)
+    if callable(derive):
+        return cast(PublicKeyTypes, derive())
+    return cast(PublicKeyTypes, key)
 
 
-def describe_public_key(public_key: PublicKey | PrivateKey) -> KeyInfo:
+def describe_public_key(public_key: AnyKey) -> KeyInfo:
     """Classify a supported public key (a private key is described by its public half).
 
     Unsupported classes (DSA, X25519, EC curves other than P-256/P-384/P-521)
@@ -191,7 +194,7 @@ def describe_public_key(public_key: PublicKey | PrivateKey) -> KeyInfo:
     )
 
 
-def check_key_strength(public_key: PublicKey | PrivateKey, *, min_rsa_bits: int = 2048) -> None:
+def check_key_strength(public_key: AnyKey, *, min_rsa_bits: int = 2048) -> None:
     """Raise ``WEAK_KEY`` unless the key meets the issuance policy.
 
     Policy: RSA modulus >= ``min_rsa_bits`` and an odd public exponent
@@ -233,7 +236,7 @@ def check_key_strength(public_key: PublicKey | PrivateKey, *, min_rsa_bits: int 
     )
 
 
-def signature_hash_for(private_or_public_key: PrivateKey | PublicKey) -> hashes.HashAlgorithm | None:
+def signature_hash_for(private_or_public_key: AnyKey) -> hashes.HashAlgorithm | None:
     """Return the digest to sign with when this key is the signer.
 
     SHA-256 for every RSA size; for ECDSA the digest matches the curve
@@ -286,7 +289,7 @@ def private_key_to_der(key: PrivateKey) -> bytes:
     )
 
 
-def _deserialize(data: bytes, password: bytes | None) -> object:
+def _deserialize(data: bytes, password: bytes | None) -> PrivateKeyTypes:
     if b"-----BEGIN" in data:
         return serialization.load_pem_private_key(data, password=password)
     return serialization.load_der_private_key(data, password=password)
@@ -321,8 +324,12 @@ def load_private_key(data: bytes | str, password: bytes | None = None) -> Privat
         if password is not None and _is_encrypted(data):
             raise PKIError("Incorrect password for private key", code="WRONG_PASSWORD") from None
         raise PKIError("Private key is not a valid PEM or DER encoded key", code="INVALID_FORMAT") from None
-    describe_public_key(key.public_key())  # type: ignore[attr-defined]
-    return key  # type: ignore[return-value]
+    if not isinstance(
+        key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey
+    ):
+        raise PKIError(f"Unsupported private key type {type(key).__name__}", code="UNSUPPORTED_KEY")
+    describe_public_key(key)
+    return key
 
 
 def _is_encrypted(data: bytes) -> bool:
@@ -336,18 +343,19 @@ def _is_encrypted(data: bytes) -> bool:
     return False
 
 
-def public_keys_match(private_key: PrivateKey | PublicKey, public_key: PublicKey | PrivateKey) -> bool:
-    """True iff both arguments carry the same public key (compared as SubjectPublicKeyInfo DER)."""
+def public_keys_match(private_key: AnyKey, public_key: AnyKey) -> bool:
+    """True iff both arguments carry the same public key (compared as SubjectPublicKeyInfo DER).
+
+    Either argument may be a private or a public key; keys that cannot be
+    serialised as SubjectPublicKeyInfo never match.
+    """
     try:
         left = _spki_der(private_key)
         right = _spki_der(public_key)
-    except (AttributeError, TypeError, ValueError, UnsupportedAlgorithm):
+    except (TypeError, ValueError, UnsupportedAlgorithm):
         return False
     return hmac.compare_digest(left, right)
 
 
-def _spki_der(key: object) -> bytes:
-    public = _as_public(key)
-    return public.public_bytes(  # type: ignore[attr-defined]
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+def _spki_der(key: AnyKey) -> bytes:
+    return _as_public(key).public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)

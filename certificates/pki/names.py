@@ -115,7 +115,7 @@ def build_name(subject: Mapping[str, str | None]) -> x509.Name:
                 f"requested_subject.{key}",
                 allowed=list(SUBJECT_FIELDS),
             )
-    attributes: list[x509.NameAttribute] = []
+    attributes: list[x509.NameAttribute[str]] = []
     for key in _NAME_ORDER:
         raw = subject.get(key)
         if raw is None:

@@ -1,8 +1,20 @@
 """drf-spectacular AutoSchema that documents the error envelope on every operation."""
 from __future__ import annotations
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from rest_framework import serializers
+
+
+class BearerTokenScheme(OpenApiAuthenticationExtension):
+    """``Authorization: Bearer mv_pat_…`` (mazevault.authentication.BearerTokenAuthentication)."""
+
+    target_class = "mazevault.authentication.BearerTokenAuthentication"
+    name = "BearerAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "bearerFormat": "mv_pat_…",
+                "description": "An API token (`mv_pat_…`) from `/api/v1/users/tokens` or `manage.py create_token`."}
 
 
 class ErrorSerializer(serializers.Serializer):

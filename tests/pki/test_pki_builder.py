@@ -7,14 +7,14 @@ import subprocess
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
-from cryptography.x509.verification import DNSName, PolicyBuilder, Store, VerificationError
+from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from certificates.pki.builder import (
     CAProfile,
@@ -34,8 +34,10 @@ OCSP_URL = "http://ocsp.mazevault.test/"
 CA_ISSUERS_URL = "http://pki.mazevault.test/issuing.cer"
 HOSTNAME = "api.example.test"
 
+ExtT = TypeVar("ExtT", bound=x509.ExtensionType)
 
-def _ext(cert: x509.Certificate, ext_type: type[x509.ExtensionType]) -> x509.Extension:
+
+def _ext(cert: x509.Certificate, ext_type: type[ExtT]) -> x509.Extension[ExtT]:
     return cert.extensions.get_extension_for_class(ext_type)
 
 
@@ -113,7 +115,7 @@ def test_root_is_self_signed(root_cert: x509.Certificate) -> None:
     assert not ku.value.key_encipherment
     ski = _ext(root, x509.SubjectKeyIdentifier)
     assert not ski.critical
-    assert ski.value == x509.SubjectKeyIdentifier.from_public_key(root.public_key())  # type: ignore[arg-type]
+    assert ski.value == x509.SubjectKeyIdentifier.from_public_key(root.public_key())
     aki = _ext(root, x509.AuthorityKeyIdentifier)
     assert aki.value.key_identifier == ski.value.digest
     for absent in (x509.CRLDistributionPoints, x509.AuthorityInformationAccess):
@@ -251,7 +253,7 @@ def test_leaf_extensions(
     assert certificate_sans(leaf)["dns_names"] == [HOSTNAME]
     assert certificate_sans(leaf)["ip_addresses"] == ["192.0.2.1"]
     ski = _ext(leaf, x509.SubjectKeyIdentifier)
-    assert ski.value == x509.SubjectKeyIdentifier.from_public_key(leaf_key.public_key())  # type: ignore[arg-type]
+    assert ski.value == x509.SubjectKeyIdentifier.from_public_key(leaf_key.public_key())
     aki = _ext(leaf, x509.AuthorityKeyIdentifier)
     assert not aki.critical
     assert aki.value.key_identifier == _ext(inter, x509.SubjectKeyIdentifier).value.digest
@@ -494,7 +496,7 @@ def test_cryptography_server_verifier(
         PolicyBuilder()
         .store(Store([root_cert]))
         .time(now + timedelta(minutes=1))
-        .build_server_verifier(DNSName(HOSTNAME))
+        .build_server_verifier(x509.DNSName(HOSTNAME))
     )
     chain = verifier.verify(leaf, [inter_cert])
     assert chain == [leaf, inter_cert, root_cert]
@@ -503,7 +505,7 @@ def test_cryptography_server_verifier(
         PolicyBuilder()
         .store(Store([root_cert]))
         .time(now + timedelta(minutes=1))
-        .build_server_verifier(DNSName("other.example.test"))
+        .build_server_verifier(x509.DNSName("other.example.test"))
     )
     with pytest.raises(VerificationError):
         wrong_host.verify(leaf, [inter_cert])

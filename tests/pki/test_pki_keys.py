@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa, x25519
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from certificates.pki.errors import PKIError
 from certificates.pki.keys import (
@@ -127,7 +128,7 @@ def test_describe_any_rsa_size(rsa_1024: rsa.RSAPrivateKey) -> None:
     ],
     ids=["dsa", "secp256k1", "x25519"],
 )
-def test_describe_unsupported(make_key: Callable[[], object]) -> None:
+def test_describe_unsupported(make_key: Callable[[], PublicKeyTypes]) -> None:
     with pytest.raises(PKIError) as excinfo:
         describe_public_key(make_key())
     assert excinfo.value.code == "UNSUPPORTED_KEY"

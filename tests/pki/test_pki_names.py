@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -116,7 +117,7 @@ def test_name_to_dict_ignores_unknown_and_takes_first() -> None:
         ({"common_name": 42}, "requested_subject.common_name"),
     ],
 )
-def test_build_name_validation(subject: dict, field: str) -> None:
+def test_build_name_validation(subject: dict[str, Any], field: str) -> None:
     error = _error(build_name, subject)
     assert error.code == "VALIDATION_ERROR"
     assert error.field == field
@@ -172,7 +173,7 @@ def test_idna_unicode_dns_name_becomes_a_label() -> None:
 
 def test_empty_and_missing_sans() -> None:
     assert build_general_names({}) == []
-    assert build_general_names({"dns_names": [], "uris": None}) == []  # type: ignore[dict-item]
+    assert build_general_names({"dns_names": [], "uris": None}) == []
     assert sans_to_dict([]) == {key: [] for key in SAN_KEYS}
 
 
@@ -205,7 +206,7 @@ def test_empty_and_missing_sans() -> None:
         ({"uris": ["https://exa mple.com"]}, "requested_san.uris[0]"),
     ],
 )
-def test_build_general_names_validation(sans: dict, field: str) -> None:
+def test_build_general_names_validation(sans: dict[str, Any], field: str) -> None:
     error = _error(build_general_names, sans)
     assert error.code == "VALIDATION_ERROR"
     assert error.field == field
