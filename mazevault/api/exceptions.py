@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -17,6 +17,8 @@ from rest_framework.views import set_rollback
 
 from certificates.pki.errors import PKIError
 from mazevault.errors import DomainError
+
+from .parsers import PayloadTooLarge
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +63,10 @@ def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
+    elif isinstance(exc, RequestDataTooBig):
+        exc = PayloadTooLarge()
+    elif isinstance(exc, SuspiciousOperation):
+        exc = exceptions.ParseError("The request was malformed.")
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
 
@@ -89,6 +95,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
                     err, message = candidate, text
                     break
         err = err or str(getattr(exc, "default_code", "ERROR")).upper()
+        if isinstance(exc, exceptions.ParseError) and message is not None:
+            message = str(exc.detail) if str(exc.detail) != exceptions.ParseError.default_detail else message
         body, code = error_body(err, message or str(exc.detail)), exc.status_code
         if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
             headers["Retry-After"] = str(int(exc.wait) + 1)
