@@ -53,6 +53,17 @@ def ca_chain(ca: CertificateAuthority) -> list[CertificateAuthority]:
     return chain
 
 
+_CA_CHAIN_PEMS: dict[str, str] = {}
+
+
+def ca_chain_pem(ca: CertificateAuthority) -> str:
+    """The PEMs of ``ca_chain(ca)``, read once per process (CA certificates and parents never change)."""
+    cached = _CA_CHAIN_PEMS.get(str(ca.pk))
+    if cached is None:
+        cached = _CA_CHAIN_PEMS.setdefault(str(ca.pk), "".join(c.certificate_pem for c in ca_chain(ca)))
+    return cached
+
+
 # --- Certificate authorities --------------------------------------------------------------------
 @dataclass(frozen=True)
 class CASpec:
@@ -295,7 +306,8 @@ def submit_request(data: RequestInput, *, actor: Any, project: Project,
         csr_pem = pki_csr.csr_to_pem(request)
 
     required, approver_role = approval_requirement(template, project)
-    with transaction.atomic():
+    # audit.batch(): the events are chained at the end, so signing does not hold the chain lock.
+    with transaction.atomic(), audit.batch():
         stored_key = store_private_key(private_key) if private_key is not None else None
         cert = Certificate.objects.create(
             organization_id=project.organization_id, project=project, template=template, ca=ca,
@@ -354,7 +366,7 @@ def _issue(cert: Certificate, *, actor: Any, request: x509.CertificateSigningReq
         serial_number=formats.format_serial(issued.serial_number),
         not_before=issued.not_valid_before_utc, not_after=issued.not_valid_after_utc,
         fingerprint_sha256=formats.fingerprint_sha256(issued), certificate_pem=formats.cert_to_pem(issued),
-        chain_pem="".join(c.certificate_pem for c in ca_chain(ca)), issuer_cn=names.common_name(issued.issuer) or "",
+        chain_pem=ca_chain_pem(ca), issuer_cn=names.common_name(issued.issuer) or "",
         issued_at=now,
     )
     audit.record("cert.issued", actor=actor, entity=cert,
@@ -384,7 +396,7 @@ def may_approve(access: Access, cert: Certificate) -> bool:
 def approve_certificate(cert: Certificate, *, actor: Any, access: Access, comment: str = "") -> Certificate:
     """Record one approval; issue when enough distinct approvers agreed. Never issues twice:
     the row lock serialises approvals, and issuance is a compare-and-set from pending."""
-    with transaction.atomic():
+    with transaction.atomic(), audit.batch():
         cert = _lock(cert)
         if cert.status != CertificateStatus.PENDING_APPROVAL:
             raise Conflict(f"The certificate is {cert.status}, not pending_approval.",

@@ -2,22 +2,29 @@
 
 ``chain_hash = SHA-256(prev_chain_hash || canonical(event))`` where canonical() is the JSON of the
 event's content with sorted keys. Appends serialise on the ``AuditChainHead`` row: the first
-statement is an UPDATE of that row, which takes the row lock on PostgreSQL and the write lock on
-SQLite, so two writers can never chain onto the same predecessor.
+statement is an UPDATE of that row (``… RETURNING last_hash``: lock and read in one round trip),
+which takes the row lock on PostgreSQL and the write lock on SQLite, so two writers can never chain
+onto the same predecessor.
+
+The row lock is held until the transaction ends, so every append serialises all writers until the
+commit. A service whose transaction does slow work (signing) records its events inside
+``batch()``: they are chained and inserted together when the block closes, at the end of the
+transaction, so the lock is held for three statements and the commit only.
 """
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import uuid
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
-from django.db import transaction
-from django.db.models import F
+from django.db import connections, router, transaction
 from django.utils import timezone
 
 from . import context
-from .models import AuditChainHead, AuditEvent, Severity
+from .models import AuditChainHead, AuditEvent, Project, Severity
 
 GENESIS = "0" * 64
 
@@ -62,6 +69,8 @@ def record(action: str, *, actor: Any = None, entity: Any = None, severity: str 
         organization_id = getattr(entity, "organization_id", None)
     if project_id is None and entity is not None and not isinstance(entity, tuple):
         project_id = getattr(entity, "project_id", None)
+    if organization_id is None and project_id is not None:  # e.g. approval policies: scoped via their project
+        organization_id = Project.objects.filter(pk=project_id).values_list("organization_id", flat=True).first()
     actor_obj = actor if getattr(actor, "is_authenticated", False) else None
     event = AuditEvent(
         id=uuid.uuid4(),
@@ -78,17 +87,69 @@ def record(action: str, *, actor: Any = None, entity: Any = None, severity: str 
         request_id=ctx.request_id,
         details=json.loads(json.dumps(details or {}, default=str)),
     )
-    with transaction.atomic():
-        updated = AuditChainHead.objects.filter(pk=1).update(count=F("count") + 1)
-        if not updated:
-            AuditChainHead.objects.get_or_create(pk=1)
-            AuditChainHead.objects.filter(pk=1).update(count=F("count") + 1)
-        head = AuditChainHead.objects.get(pk=1)
-        event.prev_hash = head.last_hash
-        event.chain_hash = chain(head.last_hash, event)
-        event.save(force_insert=True)
-        AuditChainHead.objects.filter(pk=1).update(last_hash=event.chain_hash)
+    pending = _batch.get()
+    if pending is not None:
+        pending.append(event)
+    else:
+        _append([event])
     return event
+
+
+# Events recorded inside ``batch()`` wait here (per thread / task) until the block closes.
+_batch: contextvars.ContextVar[list[AuditEvent] | None] = contextvars.ContextVar("mazevault_audit_batch",
+                                                                                  default=None)
+
+
+@contextmanager
+def batch() -> Iterator[None]:
+    """Defer the chain append of the events recorded inside to the end of the block.
+
+    Use it directly inside the service's ``transaction.atomic()`` (``with transaction.atomic(),
+    audit.batch():``): on a normal exit the events are appended in the order they were recorded,
+    still inside the transaction, so they commit or roll back with the work they describe; on an
+    exception they are dropped (the transaction rolls back anyway). A nested batch joins the
+    outer one.
+    """
+    if _batch.get() is not None:
+        yield
+        return
+    events: list[AuditEvent] = []
+    token = _batch.set(events)
+    try:
+        yield
+    finally:
+        _batch.reset(token)
+    if events:
+        _append(events)
+
+
+def _lock_head(connection, count: int) -> str:
+    """Bump the head's counter, taking the chain lock; return the hash to chain onto."""
+    table = connection.ops.quote_name(AuditChainHead._meta.db_table)
+    sql = f"UPDATE {table} SET count = count + %s WHERE id = 1 RETURNING last_hash"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [count])
+        row = cursor.fetchone()
+        if row is None:  # first event ever (the migration normally creates the row)
+            AuditChainHead.objects.using(connection.alias).get_or_create(pk=1)
+            cursor.execute(sql, [count])
+            row = cursor.fetchone()
+    return row[0]
+
+
+def _append(events: list[AuditEvent]) -> None:
+    """Chain ``events`` onto the head and insert them: three statements under the chain lock."""
+    alias = router.db_for_write(AuditEvent)
+    with transaction.atomic(using=alias, savepoint=False):
+        prev = _lock_head(connections[alias], len(events))
+        for event in events:
+            event.prev_hash = prev
+            event.chain_hash = prev = chain(prev, event)
+        if len(events) == 1:
+            events[0].save(force_insert=True, using=alias)
+        else:
+            AuditEvent.objects.using(alias).bulk_create(events)
+        AuditChainHead.objects.using(alias).filter(pk=1).update(last_hash=prev)
 
 
 def verify_chain(batch_size: int = 2000) -> tuple[int, AuditEvent | None]:

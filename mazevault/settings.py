@@ -121,6 +121,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "mazevault.middleware.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Serves STATIC_ROOT (admin, Swagger UI) from gunicorn itself: no separate static server needed.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -232,6 +234,7 @@ SPECTACULAR_SETTINGS = {
         "CertificateStatusEnum": "certificates.models.CertificateStatus",
         "CAStatusEnum": "certificates.models.CAStatus",
         "KeyTypeEnum": "certificates.pki.keys.KEY_TYPES",
+        "CAKeyTypeEnum": "certificates.api.serializers.CA_KEY_TYPES",
         "HealthStatusEnum": [("ok", "ok"), ("degraded", "degraded")],
     },
     # The Bearer scheme ("BearerAuth") comes from the extension in mazevault/api/schema.py.
@@ -245,11 +248,13 @@ CELERY_EMBEDDED_BROKER = not CELERY_BROKER_URL
 if CELERY_EMBEDDED_BROKER:
     # A Kombu transport that runs on plain files: the embedded install needs no broker server.
     (_broker_dir / "queue").mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_URL = "filesystem://"
+    (_broker_dir / "control").mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_URL = "filesystem://localhost/"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "store_processed": False,
+        "control_folder": str(_broker_dir / "control"),  # kombu defaults to ./control in the cwd
     }
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND") or (None if CELERY_EMBEDDED_BROKER else CELERY_BROKER_URL)
 CELERY_TASK_IGNORE_RESULT = CELERY_RESULT_BACKEND is None
@@ -271,7 +276,9 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "certificates.sweep_expired": {
         "task": "certificates.sweep_expired",
-        "schedule": timedelta(minutes=env_int("MAZEVAULT_EXPIRY_SWEEP_MINUTES", 5)),
+        # MAZEVAULT_EXPIRY_SWEEP_SECONDS, when set, wins (the embedded-mode test watches beat fire in seconds).
+        "schedule": timedelta(seconds=env_int(
+            "MAZEVAULT_EXPIRY_SWEEP_SECONDS", 60 * env_int("MAZEVAULT_EXPIRY_SWEEP_MINUTES", 5))),
     },
     "mazevault.purge_idempotency_keys": {
         "task": "mazevault.purge_idempotency_keys",

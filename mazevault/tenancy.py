@@ -49,6 +49,8 @@ class Access:
 
     def visible_organization_ids(self, permission: str = "organization:read") -> set[UUID]:
         """Organizations with a role granting ``permission`` on them or on one of their projects."""
+        if not self._scoped(permission):
+            return set()
         return self.org_ids(permission) | {self.project_org[p] for p in self.project_ids(permission)}
 
     def sees_organization(self, organization_id: UUID) -> bool:

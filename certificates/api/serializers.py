@@ -8,6 +8,7 @@ from rest_framework import serializers
 from certificates.models import (CAKind, CAStatus, Certificate, CertificateAuthority, CertificateTemplate,
                                  RequestMode)
 from certificates.pki import extensions, keys, names
+from mazevault.api.strict import StrictModelSerializer, StrictSerializer
 from mazevault.models import Environment
 
 SUBJECT_KEYS = ("common_name", "organization", "organizational_unit", "locality", "state", "country",
@@ -22,7 +23,7 @@ def _at_most(count: int):
     return check
 
 
-class SubjectSerializer(serializers.Serializer):
+class SubjectSerializer(StrictSerializer):
     common_name = serializers.CharField(max_length=64, required=False, allow_blank=True)
     organization = serializers.CharField(max_length=64, required=False, allow_blank=True)
     organizational_unit = serializers.CharField(max_length=64, required=False, allow_blank=True)
@@ -40,7 +41,7 @@ class SubjectSerializer(serializers.Serializer):
         return {k: v for k, v in values.items() if v}
 
 
-class SanSerializer(serializers.Serializer):
+class SanSerializer(StrictSerializer):
     dns_names = serializers.ListField(child=serializers.CharField(max_length=253), required=False, max_length=1000)
     ip_addresses = serializers.ListField(child=serializers.IPAddressField(), required=False, max_length=1000)
     email_addresses = serializers.ListField(child=serializers.EmailField(max_length=255), required=False,
@@ -60,6 +61,10 @@ class CASerializer(serializers.ModelSerializer):
     organization_id = serializers.UUIDField(read_only=True)
     project_id = serializers.UUIDField(read_only=True, allow_null=True)
     parent_id = serializers.UUIDField(read_only=True, allow_null=True)
+    crl_url = serializers.CharField(read_only=True, help_text="CRL URL override; empty: the default under "
+                                                              "MAZEVAULT_PUBLIC_URL (see crl_distribution_url).")
+    ocsp_url = serializers.CharField(read_only=True, help_text="OCSP URL override; empty: the default under "
+                                                               "MAZEVAULT_PUBLIC_URL (see ocsp_responder_url).")
     crl_distribution_url = serializers.SerializerMethodField()
     ocsp_responder_url = serializers.SerializerMethodField()
     ca_issuers_url = serializers.SerializerMethodField()
@@ -82,14 +87,18 @@ class CASerializer(serializers.ModelSerializer):
         return obj.ca_issuers_urls()[0]
 
 
-class CACreateSerializer(serializers.Serializer):
+class CASubjectSerializer(SubjectSerializer):
+    common_name = serializers.CharField(max_length=64, help_text="A CA always has a common name.")
+
+
+class CACreateSerializer(StrictSerializer):
     name = serializers.CharField(max_length=100)
     kind = serializers.ChoiceField(choices=CAKind.choices, default=CAKind.ROOT)
     organization_id = serializers.UUIDField(required=False)
     project_id = serializers.UUIDField(required=False, allow_null=True)
     parent_id = serializers.UUIDField(required=False, allow_null=True,
                                       help_text="The issuing CA (one of ours) for an intermediate.")
-    subject = SubjectSerializer()
+    subject = CASubjectSerializer()
     key_type = serializers.ChoiceField(choices=CA_KEY_TYPES, default="ec-p256")
     validity_days = serializers.IntegerField(min_value=1, max_value=36500, default=3650)
     path_length = serializers.IntegerField(min_value=0, max_value=10, required=False, allow_null=True, default=None)
@@ -110,7 +119,7 @@ class CACreateSerializer(serializers.Serializer):
         return attrs
 
 
-class CAUpdateSerializer(serializers.Serializer):
+class CAUpdateSerializer(StrictSerializer):
     name = serializers.CharField(max_length=100, required=False)
     status = serializers.ChoiceField(choices=CAStatus.choices, required=False)
     crl_url = serializers.URLField(max_length=500, required=False, allow_blank=True)
@@ -120,7 +129,7 @@ class CAUpdateSerializer(serializers.Serializer):
 
 
 # --- Templates -------------------------------------------------------------------------------
-class SubjectRuleSerializer(serializers.Serializer):
+class SubjectRuleSerializer(StrictSerializer):
     required = serializers.BooleanField(default=False)
     pattern = serializers.CharField(max_length=500, required=False, allow_null=True, allow_blank=True, default=None)
     default = serializers.CharField(max_length=128, required=False, allow_null=True, allow_blank=True, default=None)
@@ -134,7 +143,7 @@ class SubjectRuleSerializer(serializers.Serializer):
         return value or None
 
 
-class TemplateSerializer(serializers.ModelSerializer):
+class TemplateSerializer(StrictModelSerializer):
     organization_id = serializers.UUIDField(required=False)
     project_id = serializers.UUIDField(required=False, allow_null=True)
     ca_id = serializers.UUIDField()
@@ -210,7 +219,7 @@ class TemplateSerializer(serializers.ModelSerializer):
 
 
 # --- Certificates ----------------------------------------------------------------------------
-class CSRSubmitSerializer(serializers.Serializer):
+class CSRSubmitSerializer(StrictSerializer):
     template_id = serializers.UUIDField()
     project_id = serializers.UUIDField()
     organization_id = serializers.UUIDField(required=False, allow_null=True)
@@ -304,7 +313,7 @@ class CertificateDetailSerializer(CertificateListSerializer):
         return obj.private_key_id is not None
 
 
-class CertificateUpdateSerializer(serializers.Serializer):
+class CertificateUpdateSerializer(StrictSerializer):
     name = serializers.CharField(required=False, allow_blank=True, max_length=200)
     description = serializers.CharField(required=False, allow_blank=True, max_length=5000)
     labels = serializers.DictField(child=serializers.CharField(max_length=200), required=False,
@@ -322,11 +331,11 @@ class CertificateUpdateSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
-class ApproveSerializer(serializers.Serializer):
+class ApproveSerializer(StrictSerializer):
     comment = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
 
 
-class RejectSerializer(serializers.Serializer):
+class RejectSerializer(StrictSerializer):
     reason = serializers.CharField(max_length=2000)
 
 

@@ -5,7 +5,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from django.db.models import Prefetch
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
@@ -18,7 +18,7 @@ from certificates.models import Approval, Certificate, CertificateAuthority, Cer
 from certificates.pki import formats
 from mazevault import audit
 from mazevault.api.views import RateLimitHeadersMixin, ScopedViewSet, deny
-from mazevault.errors import NotFound, PermissionDenied
+from mazevault.errors import NotFound, PermissionDenied, ValidationFailed
 from mazevault.idempotency import idempotent
 from mazevault.models import ApprovalPolicy, Organization, Project, Severity
 
@@ -28,11 +28,13 @@ from .serializers import (ApproveSerializer, CACreateSerializer, CASerializer, C
                           CSRSubmitSerializer, RejectSerializer, TemplateSerializer)
 
 
-def _visible(view: ScopedViewSet, model, pk, permission: str, *, org_wide: bool = False, field: str = ""):
-    """Load ``pk`` of ``model`` if the caller may see it with ``permission``; else a 404 naming ``field``."""
+def _visible(view: ScopedViewSet, model, pk, permission: str, *, org_wide: bool = False, field: str = "",
+             related: tuple[str, ...] = ()):
+    """Load ``pk`` of ``model`` if the caller may see it with ``permission``; else a 404 naming ``field``.
+    ``related`` is passed to ``select_related`` (same query)."""
     q = view.access.scope_q(permission, org_wide_visible=org_wide)
     queryset = model.objects.all() if q is None else model.objects.filter(q)
-    obj = queryset.filter(pk=pk).first()
+    obj = queryset.select_related(*related).filter(pk=pk).first()
     if obj is None:
         raise NotFound(f"{model._meta.verbose_name.capitalize()} not found.", details={"field": field})
     return obj
@@ -104,21 +106,36 @@ class CAViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet)
         return Response(CASerializer(ca).data)
 
 
+_CA_CERT_BODY = "The CA certificate: DER by default, PEM with ?format=pem."
+
+
 class CACertificateView(RateLimitHeadersMixin, APIView):
     """The CA certificate in DER (RFC 5280 4.2.2.1 caIssuers); public, like the AIA URL pointing here."""
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
+    def perform_content_negotiation(self, request, force=False):
+        # ?format=pem selects the body below, not a DRF renderer (which would answer 404).
+        return super().perform_content_negotiation(request, force=True)
+
     @extend_schema(summary="Download a CA certificate (DER; ?format=pem for PEM)", tags=["ca"], auth=[],
-                   responses={(200, "application/pkix-cert"): OpenApiTypes.BINARY,
-                              404: OpenApiResponse(description="Unknown CA")})
+                   parameters=[OpenApiParameter("format", str, OpenApiParameter.QUERY, enum=["der", "pem"],
+                                                description="der (default): application/pkix-cert; "
+                                                            "pem: application/x-pem-file.")],
+                   responses={(200, "application/pkix-cert"): OpenApiResponse(OpenApiTypes.BINARY,
+                                                                               description=_CA_CERT_BODY),
+                              (200, "application/x-pem-file"): OpenApiResponse(OpenApiTypes.STR,
+                                                                                description=_CA_CERT_BODY)})
     def get(self, request: Request, pk) -> HttpResponse:
+        body_format = request.query_params.get("format") or "der"
+        if body_format not in {"der", "pem"}:
+            raise ValidationFailed("format must be der or pem.", details={"field": "format"})
         ca = CertificateAuthority.objects.filter(pk=pk).first()
         if ca is None:
             raise NotFound("Certificate authority not found.")
         cert = services.ca_certificate(ca)
-        if request.query_params.get("format") == "pem":
+        if body_format == "pem":
             return HttpResponse(ca.certificate_pem, content_type="application/x-pem-file")
         return HttpResponse(cert.public_bytes(Encoding.DER), content_type="application/pkix-cert")
 
@@ -238,8 +255,25 @@ class CertificateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scope
             Prefetch("approvals", queryset=Approval.objects.select_related("approver"))).get(pk=cert.pk)
         return Response(CertificateDetailSerializer(fresh).data, status=code)
 
+    def _created(self, cert: Certificate) -> Response:
+        """The 201 for a request ``submit_request`` just stored, rendered from that instance: it holds
+        every column as written (its CSR row and requester are cached on it), and a new request has
+        no approvals yet, so re-reading it (as ``_detail`` does) would return the same thing."""
+        cert._prefetched_objects_cache = {"approvals": Approval.objects.none()}
+        return Response(CertificateDetailSerializer(cert).data, status=status.HTTP_201_CREATED)
+
     @extend_schema(summary="Submit a certificate signing request", tags=["certificates"],
                    request=CSRSubmitSerializer, responses={201: CertificateDetailSerializer},
+                   parameters=[
+                       OpenApiParameter("Idempotency-Key", {"type": "string", "minLength": 1, "maxLength": 255},
+                                        OpenApiParameter.HEADER,
+                                        description="Optional. A retry with the same key and body returns the "
+                                                    "first result; the same key with another body answers 409."),
+                       OpenApiParameter("Idempotent-Replayed", {"type": "string", "enum": ["true"]},
+                                        OpenApiParameter.HEADER, response=[201],
+                                        description="Present when this is the stored answer to an earlier request "
+                                                    "with the same Idempotency-Key."),
+                   ],
                    description="Modes uploaded_csr (alias uploaded) and mazevault_generated (key_storage_mode "
                                "local). A request its template auto-approves comes back issued (status active). "
                                "Supports the Idempotency-Key header.")
@@ -255,9 +289,8 @@ class CertificateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scope
         if data.get("organization_id") and data["organization_id"] != project.organization_id:
             raise NotFound("Project not found in this organization.", details={"field": "project_id"})
         template = _visible(self, CertificateTemplate, data["template_id"], "template:read", org_wide=True,
-                            field="template_id")
+                            field="template_id", related=("ca", "ca__key", "approval_policy"))
         self.require("certificate:request", organization_id=project.organization_id, project_id=project.pk)
-        template = CertificateTemplate.objects.select_related("ca", "ca__key", "approval_policy").get(pk=template.pk)
         request_input = services.RequestInput(
             mode=data["csr_source_mode"], csr_pem=data.get("csr_pem", ""), requested_cn=data.get("requested_cn", ""),
             requested_subject=data.get("requested_subject"), requested_san=data.get("requested_san"),
@@ -268,7 +301,7 @@ class CertificateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scope
             owner_contacts=data.get("owner_contacts"), auto_renew=data.get("auto_renew", False),
         )
         cert = services.submit_request(request_input, actor=request.user, project=project, template=template)
-        return self._detail(cert, status.HTTP_201_CREATED)
+        return self._created(cert)
 
     def update(self, request: Request, pk=None) -> Response:
         cert = self.get_object()

@@ -5,7 +5,8 @@ import time
 
 from django.conf import settings
 from django.db import connection
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -106,12 +107,15 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+_PROJECT_PK = OpenApiParameter("project_pk", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The project's id.")
+
+
 @extend_schema_view(
-    list=extend_schema(summary="List a project's approval policies", tags=["tenancy"]),
-    create=extend_schema(summary="Create an approval policy", tags=["tenancy"]),
-    retrieve=extend_schema(summary="Get an approval policy", tags=["tenancy"]),
-    update=extend_schema(summary="Update an approval policy", tags=["tenancy"]),
-    destroy=extend_schema(summary="Delete an approval policy", tags=["tenancy"]),
+    list=extend_schema(summary="List a project's approval policies", tags=["tenancy"], parameters=[_PROJECT_PK]),
+    create=extend_schema(summary="Create an approval policy", tags=["tenancy"], parameters=[_PROJECT_PK]),
+    retrieve=extend_schema(summary="Get an approval policy", tags=["tenancy"], parameters=[_PROJECT_PK]),
+    update=extend_schema(summary="Update an approval policy", tags=["tenancy"], parameters=[_PROJECT_PK]),
+    destroy=extend_schema(summary="Delete an approval policy", tags=["tenancy"], parameters=[_PROJECT_PK]),
 )
 class ApprovalPolicyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
                             mixins.UpdateModelMixin, mixins.DestroyModelMixin, ScopedViewSet):
@@ -132,6 +136,10 @@ class ApprovalPolicyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mi
 
     def get_queryset(self):
         return super().get_queryset().filter(project_id=self.kwargs["project_pk"])
+
+    def list(self, request: Request, *args, **kwargs) -> Response:
+        self._project()  # another tenant's (or an unknown) project answers 404, not an empty list
+        return super().list(request, *args, **kwargs)
 
     def _require_write(self, project: Project) -> None:
         self.require("project:write", organization_id=project.organization_id, project_id=project.pk)
@@ -186,6 +194,7 @@ class TokenViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, mixins.Destro
         data = serializer.validated_data
         current = getattr(request.auth, "scopes", None)
         if current and not set(data["scopes"] or []).issubset(current) or (current and not data["scopes"]):
+            deny(request, "token:scopes")  # audit the refusal like every other denial
             raise PermissionDenied("A scoped token can only mint tokens with a subset of its scopes.")
         token, raw = services.create_token(user=request.user, name=data["name"], scopes=data["scopes"],
                                            duration=data["duration"], actor=request.user)

@@ -63,6 +63,7 @@ class PagePagination(PageNumberPagination):
         return [
             {"name": "page", "required": False, "in": "query", "description": "Page number (from 1).",
              "schema": {"type": "integer", "minimum": 1}},
-            {"name": "per_page", "required": False, "in": "query", "description": "Items per page (max 100).",
-             "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+            {"name": "per_page", "required": False, "in": "query",
+             "description": "Items per page (default 25); larger values are clamped to 100.",
+             "schema": {"type": "integer", "minimum": 1}},
         ]

@@ -1,6 +1,12 @@
-"""drf-spectacular AutoSchema that documents the error envelope on every operation."""
+"""OpenAPI generation: the Bearer scheme, filter bounds, and an AutoSchema that documents the error
+envelope, rate-limit headers and empty query values on every operation.
+
+Extensions register on import; ``REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"]`` points here, so this module is
+loaded before any schema is generated.
+"""
 from __future__ import annotations
 
+from drf_spectacular.contrib.django_filters import DjangoFilterExtension
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from rest_framework import serializers
@@ -15,6 +21,25 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
     def get_security_definition(self, auto_schema):
         return {"type": "http", "scheme": "bearer", "bearerFormat": "mv_pat_…",
                 "description": "An API token (`mv_pat_…`) from `/api/v1/users/tokens` or `manage.py create_token`."}
+
+
+class BoundedFilterExtension(DjangoFilterExtension):
+    """django-filter parameters, plus the bounds the filters enforce (min_value/max_value, max_length)."""
+
+    priority = 1
+
+    def resolve_filter_field(self, auto_schema, model, filterset_class, field_name, filter_field):
+        parameters = super().resolve_filter_field(auto_schema, model, filterset_class, field_name, filter_field)
+        extra = filter_field.extra
+        for parameter in parameters:
+            schema = parameter["schema"]
+            if schema.get("type") in {"integer", "number"}:
+                for option, keyword in (("min_value", "minimum"), ("max_value", "maximum")):
+                    if extra.get(option) is not None:
+                        schema.setdefault(keyword, extra[option])
+            elif schema.get("type") == "string" and extra.get("max_length"):
+                schema.setdefault("maxLength", extra["max_length"])
+        return parameters
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -40,8 +65,17 @@ _WRITE_ERRORS = {
 }
 
 
+_PUBLIC_SKIPS = {"401", "403"}
+_RATE_HEADERS = {
+    "X-RateLimit-Limit": {"schema": {"type": "integer"},
+                          "description": "Requests allowed per window (absent when the limit is switched off)."},
+    "X-RateLimit-Remaining": {"schema": {"type": "integer"}, "description": "Requests left in the current window."},
+}
+_RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait before retrying."}}
+
+
 class AutoSchema(SpectacularAutoSchema):
-    public_operation = False
+    """Adds the error envelope (every operation), rate-limit headers (throttled views) and Retry-After (429)."""
 
     def get_operation(self, path, path_regex, path_prefix, method, registry):
         operation = super().get_operation(path, path_regex, path_prefix, method, registry)
@@ -51,7 +85,24 @@ class AutoSchema(SpectacularAutoSchema):
         errors = dict(_ERRORS)
         if method.upper() in {"POST", "PUT", "PATCH", "DELETE"}:
             errors.update(_WRITE_ERRORS)
+        public = not any(requirement for requirement in operation.get("security", []))
+        throttled = bool(getattr(self.view, "throttle_classes", None))
+        if not throttled:
+            errors.pop("429")
+        for parameter in operation.get("parameters", []):
+            # Filters and pagination treat ``?name=`` like an absent parameter.
+            if parameter["in"] == "query" and not parameter.get("required"):
+                parameter["allowEmptyValue"] = True
         responses = operation.setdefault("responses", {})
         for code, description in errors.items():
+            if public and code in _PUBLIC_SKIPS:
+                continue
             responses.setdefault(code, {"content": {"application/json": {"schema": ref}}, "description": description})
+        if throttled:
+            for code, response in responses.items():
+                headers = response.setdefault("headers", {})
+                for name, header in _RATE_HEADERS.items():
+                    headers.setdefault(name, dict(header))
+                if code == "429":
+                    headers.update(_RETRY_AFTER)
         return operation

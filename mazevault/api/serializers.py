@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from mazevault.api.strict import StrictModelSerializer, StrictSerializer
 from mazevault.models import ApiToken, ApprovalPolicy, AuditEvent, Environment, Organization, Project
 from mazevault.rbac import PERMISSIONS, Role
 
 
-class OrganizationSerializer(serializers.ModelSerializer):
+class OrganizationSerializer(StrictModelSerializer):
     class Meta:
         model = Organization
         fields = ("id", "name", "description", "created_at", "updated_at")
@@ -15,7 +16,7 @@ class OrganizationSerializer(serializers.ModelSerializer):
         extra_kwargs = {"name": {"validators": []}}
 
 
-class ProjectSerializer(serializers.ModelSerializer):
+class ProjectSerializer(StrictModelSerializer):
     organization_id = serializers.UUIDField()
     environment = serializers.ChoiceField(choices=Environment.choices, default=Environment.DEVELOPMENT)
 
@@ -25,7 +26,7 @@ class ProjectSerializer(serializers.ModelSerializer):
         read_only_fields = ("id", "created_at", "updated_at")
 
 
-class ProjectUpdateSerializer(serializers.ModelSerializer):
+class ProjectUpdateSerializer(StrictModelSerializer):
     environment = serializers.ChoiceField(choices=Environment.choices, required=False)
 
     class Meta:
@@ -33,7 +34,7 @@ class ProjectUpdateSerializer(serializers.ModelSerializer):
         fields = ("name", "description", "environment")
 
 
-class ApprovalPolicySerializer(serializers.ModelSerializer):
+class ApprovalPolicySerializer(StrictModelSerializer):
     project_id = serializers.UUIDField(read_only=True)
     required_approvals = serializers.IntegerField(min_value=1, max_value=10, default=1)
     approver_role = serializers.ChoiceField(choices=Role.choices, required=False, allow_blank=True, default="")
@@ -47,7 +48,7 @@ class ApprovalPolicySerializer(serializers.ModelSerializer):
         read_only_fields = ("id", "project_id", "created_at", "updated_at")
 
 
-class TokenCreateSerializer(serializers.Serializer):
+class TokenCreateSerializer(StrictSerializer):
     name = serializers.CharField(max_length=100)
     scopes = serializers.ListField(child=serializers.ChoiceField(choices=PERMISSIONS), required=False, default=list,
                                    max_length=len(PERMISSIONS))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from mazevault import services
@@ -32,7 +33,7 @@ class Command(BaseCommand):
                     scope = {"project": Project.objects.get(pk=options["project"])}
                 else:
                     scope = {"organization": Organization.objects.get(pk=options["organization"])}
-            except (Project.DoesNotExist, Organization.DoesNotExist, ValueError) as exc:
+            except (Project.DoesNotExist, Organization.DoesNotExist, ValueError, ValidationError) as exc:
                 raise CommandError(f"no such scope: {exc}") from None
             services.assign_role(user=user, role=options["role"], actor="cli", **scope)
         try:

@@ -1,0 +1,254 @@
+"""Certificates issued per second through the REST API, against the bare ``cryptography`` ceiling.
+
+What it does, from nothing (PostgreSQL on 127.0.0.1 is the only prerequisite):
+
+1. the bare ceiling: one process, one thread, doing parse CSR -> verify its signature -> build
+   the leaf (the same extensions MazeVault puts in: BC, KU, EKU, SKI, AKI, CRL DP, AIA) -> sign,
+   with ``cryptography`` alone, under a P-256 CA (and, for reference, an RSA-2048 CA);
+2. for each CA key type (ECDSA P-256, then RSA-2048): a fresh database (``mv_bench_issue``,
+   ``mv_bench_issue_rsa``), ``migrate``, ``bootstrap_demo --key-type …``, gunicorn on it with
+   throttling off and persistent DB connections, then ``POST /api/v1/certificates/csr``
+   (uploaded CSR, auto-approved template ``client-auth``: every request comes back issued,
+   status 201/active) with 1, 4 and 8 concurrent keep-alive clients. CSRs are generated before
+   the clock starts; every request carries a distinct CSR;
+3. afterwards: the number of active certificates matches the number of 201s, ``verify_audit``
+   walks the whole hash chain, and ``openssl verify`` checks one issued chain;
+4. drops its databases (``--keep`` keeps them).
+
+Run: ``.venv/bin/python bench/issue_rest.py`` (``--help`` for the knobs; ``--sweep`` compares
+gunicorn worker configurations at 4 clients).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import cryptography  # noqa: E402
+from cryptography import x509  # noqa: E402
+from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec, rsa  # noqa: E402
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID  # noqa: E402
+
+from _harness import CpuMeter, Gunicorn, LoadResult, ServerConfig, bench_database, http_request, run_load  # noqa: E402
+
+DEFAULT_SERVER = ServerConfig("sync", workers=3)
+SWEEP = [ServerConfig("sync", 2), ServerConfig("sync", 3), ServerConfig("sync", 4),
+         ServerConfig("gthread", 2, 2), ServerConfig("gthread", 2, 4), ServerConfig("gthread", 3, 2)]
+
+
+# --- CSRs -----------------------------------------------------------------------------------------
+def make_csrs(n: int, prefix: str) -> list[bytes]:
+    """``n`` distinct PEM CSRs (fresh P-256 keys), CN ``<prefix>-<i>.clients.example.com``."""
+    out = []
+    for i in range(n):
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{prefix}-{i}.clients.example.com"),
+                          x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Bench")])
+        out.append(x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256())
+                   .public_bytes(serialization.Encoding.PEM))
+    return out
+
+
+# --- The bare ceiling -------------------------------------------------------------------------------
+def _bare_ca(key_type: str):
+    key = ec.generate_private_key(ec.SECP256R1()) if key_type == "ec-p256" else rsa.generate_private_key(65537, 2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Bare Issuing CA")])
+    now = datetime.now(timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now)
+            .not_valid_after(now + timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256()))
+    return key, cert
+
+
+def bare_rate(csrs: list[bytes], key_type: str, rounds: int = 3) -> float:
+    """Best of ``rounds`` passes over ``csrs``: certificates per second for parse -> verify -> build -> sign."""
+    ca_key, ca_cert = _bare_ca(key_type)
+    base = "http://localhost:8000/api/v1/ca/00000000-0000-0000-0000-000000000000"
+    aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
+        ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value)
+    ku = x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                       data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+                       encipher_only=False, decipher_only=False)
+    eku = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH])
+    cdp = x509.CRLDistributionPoints([x509.DistributionPoint([x509.UniformResourceIdentifier(f"{base}/crl")],
+                                                             None, None, None)])
+    aia = x509.AuthorityInformationAccess([
+        x509.AccessDescription(AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(f"{base}/ocsp")),
+        x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS,
+                               x509.UniformResourceIdentifier(f"{base}/certificate"))])
+    best = 0.0
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for pem in csrs:
+            csr = x509.load_pem_x509_csr(pem)
+            if not csr.is_signature_valid:
+                raise SystemExit("bare: CSR signature does not verify")
+            public_key = csr.public_key()
+            now = datetime.now(timezone.utc)
+            (x509.CertificateBuilder().subject_name(csr.subject).issuer_name(ca_cert.subject).public_key(public_key)
+             .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=5))
+             .not_valid_after(now + timedelta(days=365))
+             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+             .add_extension(ku, critical=True).add_extension(eku, critical=False)
+             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+             .add_extension(aki, critical=False).add_extension(cdp, critical=False).add_extension(aia, critical=False)
+             .sign(ca_key, hashes.SHA256()))
+        best = max(best, len(csrs) / (time.perf_counter() - started))
+    return best
+
+
+# --- Through the API ---------------------------------------------------------------------------------
+class IssuanceRun:
+    def __init__(self, env, demo: dict, server: Gunicorn) -> None:
+        self.env, self.demo, self.server = env, demo, server
+        self.issued = 0
+
+    def bodies(self, csrs: list[bytes]) -> list[bytes]:
+        return [http_request("POST", "/api/v1/certificates/csr", token=self.demo["token"], body={
+            "project_id": self.demo["project_id"], "template_id": self.demo["template_ids"]["client-auth"],
+            "csr_source_mode": "uploaded_csr", "csr_pem": pem.decode()}) for pem in csrs]
+
+    def load(self, csrs: list[bytes], clients: int) -> tuple[LoadResult, CpuMeter]:
+        requests = self.bodies(csrs)
+        with CpuMeter(self.server) as meter:
+            result = run_load(self.server.port, requests, clients, expect=201)
+        if result.errors:
+            raise SystemExit(f"{len(result.errors)} unexpected answers, first: {result.errors[:3]}")
+        self.issued += result.n
+        return result, meter
+
+    def warm_up(self, csrs: list[bytes]) -> None:
+        """Every worker loads the CA key, opens its DB connection and fills its caches."""
+        self.load(csrs, clients=max(2, self.server.config.workers * self.server.config.threads))
+
+
+def bootstrap(env, key_type: str) -> dict:
+    return json.loads(env.manage("bootstrap_demo", "--json", "--key-type", key_type))
+
+
+def check_afterwards(env, demo: dict, issued: int) -> list[str]:
+    """Active certificates == 201 answers; the audit chain verifies; one issued chain verifies."""
+    import psycopg
+
+    notes = []
+    with psycopg.connect(env.url) as conn:
+        active = conn.execute("SELECT count(*) FROM certificates_certificate WHERE status = 'active'").fetchone()[0]
+        leaf = conn.execute("SELECT certificate_pem, chain_pem FROM certificates_certificate WHERE status = 'active' "
+                            "ORDER BY issued_at DESC LIMIT 1").fetchone()
+        roots = conn.execute("SELECT certificate_pem FROM certificates_certificateauthority "
+                             "WHERE kind = 'root'").fetchall()
+    if active != issued:
+        raise SystemExit(f"{issued} certificates answered 201 but {active} are active")
+    notes.append(f"{active} active certificates == {issued} answers 201")
+    notes.append(env.manage("verify_audit").strip())
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "root.pem").write_text("".join(r[0] for r in roots))
+        Path(tmp, "chain.pem").write_text(leaf[1])
+        Path(tmp, "leaf.pem").write_text(leaf[0])
+        result = subprocess.run(["openssl", "verify", "-CAfile", f"{tmp}/root.pem", "-untrusted",
+                                 f"{tmp}/chain.pem", f"{tmp}/leaf.pem"], capture_output=True, text=True)
+        notes.append("openssl verify (last leaf): " + (result.stdout.strip().rsplit(" ", 1)[-1]
+                                                        if result.returncode == 0 else f"FAILED {result.stderr}"))
+    return notes
+
+
+def api_rates(key_type: str, db_name: str, config: ServerConfig, levels: list[int], per_level: int,
+              keep: bool) -> tuple[dict[int, tuple[LoadResult, CpuMeter]], list[str]]:
+    with bench_database(db_name, keep=keep) as env:
+        demo = bootstrap(env, key_type)
+        warm = make_csrs(60 * config.workers, f"warm-{key_type}")
+        batches = {c: make_csrs(per_level, f"{key_type}-c{c}") for c in levels}
+        results = {}
+        with Gunicorn(env, config) as server:
+            run = IssuanceRun(env, demo, server)
+            run.warm_up(warm)
+            for clients in levels:
+                results[clients] = run.load(batches[clients], clients)
+        notes = check_afterwards(env, demo, run.issued)
+    return results, notes
+
+
+def fmt_row(label: str, clients: int, r: LoadResult, meter: CpuMeter, bare: float) -> str:
+    return (f"{label:<10} {clients:>7} {r.rate:>9.1f} {r.pct(50):>8.2f} {r.pct(99):>8.2f} "
+            f"{100 * r.rate / bare:>8.1f}%   {meter.summary(r.n)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=3000, help="requests per concurrency level (default 3000)")
+    parser.add_argument("--clients", default="1,4,8", help="concurrency levels (default 1,4,8)")
+    parser.add_argument("--worker-class", default=DEFAULT_SERVER.worker_class, choices=["sync", "gthread"])
+    parser.add_argument("--workers", type=int, default=DEFAULT_SERVER.workers)
+    parser.add_argument("--threads", type=int, default=DEFAULT_SERVER.threads)
+    parser.add_argument("--no-rsa", action="store_true", help="skip the RSA-2048 CA run")
+    parser.add_argument("--sweep", action="store_true",
+                        help="only compare gunicorn worker configurations (P-256 CA, 4 clients)")
+    parser.add_argument("--keep", action="store_true", help="keep the benchmark databases")
+    args = parser.parse_args()
+    levels = [int(c) for c in args.clients.split(",")]
+    config = ServerConfig(args.worker_class, args.workers, args.threads)
+
+    print(f"MazeVault issuance benchmark: {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"cryptography {cryptography.__version__}, PostgreSQL via {os.environ.get('BENCH_PG_URL', '127.0.0.1:5432')}")
+    if args.sweep:
+        print("gunicorn configurations, P-256 CA, 4 clients, "
+              f"{args.requests} requests each:")
+        for cfg in SWEEP:
+            results, _ = api_rates("ec-p256", "mv_bench_issue", cfg, [4], args.requests, keep=False)
+            r, meter = results[4]
+            print(f"  {str(cfg):<18} {r.rate:>8.1f} certs/s  p50 {r.pct(50):6.2f} ms  p99 {r.pct(99):6.2f} ms   "
+                  f"{meter.summary(r.n)}")
+        return
+
+    bare_csrs = make_csrs(3000, "bare")
+    bare = bare_rate(bare_csrs, "ec-p256")
+    bare_rsa = bare_rate(bare_csrs, "rsa-2048")
+    print(f"bare ceiling (cryptography only, 1 process; parse CSR -> verify -> build -> sign):")
+    print(f"  P-256 CA: {bare:8.1f} certs/s      (RSA-2048 CA, for reference: {bare_rsa:.1f} certs/s)")
+    print(f"API: POST /api/v1/certificates/csr (uploaded CSR, auto-approved client-auth), gunicorn {config}, "
+          f"PostgreSQL, {args.requests} requests per level")
+    print(f"{'CA':<10} {'clients':>7} {'certs/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'API/bare':>9}")
+
+    p256, notes = api_rates("ec-p256", "mv_bench_issue", config, levels, args.requests, args.keep)
+    for clients in levels:
+        print(fmt_row("ECDSA P-256", clients, *p256[clients], bare))
+    all_notes = [f"P-256: {n}" for n in notes]
+    rsa_results = {}
+    if not args.no_rsa:
+        rsa_results, notes = api_rates("rsa-2048", "mv_bench_issue_rsa", config, levels, args.requests, args.keep)
+        for clients in levels:
+            print(fmt_row("RSA-2048", clients, *rsa_results[clients], bare))
+        all_notes += [f"RSA-2048: {n}" for n in notes]
+        print("RSA-2048 CA rate / P-256 CA rate: " + ", ".join(
+            f"{c} clients {100 * rsa_results[c][0].rate / p256[c][0].rate:.1f}%" for c in levels))
+    for note in all_notes:
+        print("check  " + note)
+
+    if 4 in p256:
+        r = p256[4][0]
+        print("aims:")
+        print(f"  API at 4 clients >= 15% of bare ceiling: {100 * r.rate / bare:.1f}% "
+              f"-> {'MET' if r.rate >= 0.15 * bare else 'NOT MET'}")
+        print(f"  p99 at 4 clients <= 50 ms: {r.pct(99):.2f} ms -> {'MET' if r.pct(99) <= 50 else 'NOT MET'}")
+        if 4 in rsa_results:
+            ratio = rsa_results[4][0].rate / r.rate
+            print(f"  RSA-2048 CA >= 40% of the P-256 rate (4 clients): {100 * ratio:.1f}% "
+                  f"-> {'MET' if ratio >= 0.40 else 'NOT MET'}")
+
+
+if __name__ == "__main__":
+    main()
