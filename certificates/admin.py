@@ -960,12 +960,8 @@ class CertificateTemplateAdmin(ScopedAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: CertificateTemplate | None = None) -> tuple[str, ...]:
         return () if obj is None else ("organization", "project")
 
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)  # deletion one by one, where the page explains a refusal
-        return actions
-
     def has_delete_permission(self, request: HttpRequest, obj: CertificateTemplate | None = None) -> bool:
+        # One by one only (no bulk action), and never a template that issued certificates.
         if obj is None:
             return False
         return self.has_change_permission(request, obj) and not obj.certificates.exists()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import django_filters
+from django.core.validators import validate_ipv46_address
 from django.db.models import Q
 
 from .models import AuditEvent, Environment, Project, Severity
@@ -15,7 +16,7 @@ class AuditEventFilter(django_filters.FilterSet):
                                        help_text="Exact action, or a prefix ending in '*' (cert.*). "
                                                  "certificate.* is accepted for cert.*.")
     severity = django_filters.ChoiceFilter(choices=Severity.choices)
-    ip_address = django_filters.CharFilter(field_name="ip_address")
+    ip_address = django_filters.CharFilter(field_name="ip_address", validators=[validate_ipv46_address])
     organization_id = django_filters.UUIDFilter()
     project_id = django_filters.UUIDFilter()
     created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")

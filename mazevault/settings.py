@@ -217,6 +217,9 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "DATETIME_FORMAT": "%Y-%m-%dT%H:%M:%SZ",
     "PAGE_SIZE": 25,
+    # ``?format=`` is a query parameter of our own endpoints (CA certificate, export), not a
+    # renderer switch.
+    "URL_FORMAT_OVERRIDE": None,
 }
 
 SPECTACULAR_SETTINGS = {

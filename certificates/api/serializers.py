@@ -253,6 +253,13 @@ class CSRSubmitSerializer(StrictSerializer):
             raise serializers.ValidationError({"csr_pem": ["Required for uploaded_csr."]})
         if mode == RequestMode.AZURE_KEY_VAULT_GENERATED and not attrs.get("key_integration_id"):
             raise serializers.ValidationError({"key_integration_id": ["Required for azure_key_vault_generated."]})
+        if mode != RequestMode.AZURE_KEY_VAULT_GENERATED and attrs.get("key_storage_mode") != "external":
+            # These steer external key custody; accepting and ignoring them would mislead the caller.
+            stray = [name for name in ("key_integration_id", "key_secret_path", "key_secret_name", "create_new_secret")
+                     if attrs.get(name)]
+            if stray:
+                raise serializers.ValidationError(
+                    {name: ["Only with key_storage_mode external."] for name in stray})
         return attrs
 
 

@@ -6,6 +6,8 @@ loaded before any schema is generated.
 """
 from __future__ import annotations
 
+from http import HTTPStatus
+
 from drf_spectacular.contrib.django_filters import DjangoFilterExtension
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
@@ -75,7 +77,9 @@ _RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "S
 
 
 class AutoSchema(SpectacularAutoSchema):
-    """Adds the error envelope (every operation), rate-limit headers (throttled views) and Retry-After (429)."""
+    """Adds the error envelope (every operation; no 401/403 on public ones), rate-limit headers (throttled
+    views), Retry-After (429), allowEmptyValue on optional query parameters, and status phrases as the
+    description of responses that have none."""
 
     def get_operation(self, path, path_regex, path_prefix, method, registry):
         operation = super().get_operation(path, path_regex, path_prefix, method, registry)
@@ -98,6 +102,9 @@ class AutoSchema(SpectacularAutoSchema):
             if public and code in _PUBLIC_SKIPS:
                 continue
             responses.setdefault(code, {"content": {"application/json": {"schema": ref}}, "description": description})
+        for code, response in responses.items():
+            if not response.get("description") and code.isdigit():
+                response["description"] = HTTPStatus(int(code)).phrase
         if throttled:
             for code, response in responses.items():
                 headers = response.setdefault("headers", {})

@@ -101,6 +101,7 @@ def test_filter_by_severity_ip_and_time(tenant, history):
     ({"organization_id": "x"}, "organization_id"),
     ({"page": "0"}, "page"),
     ({"per_page": "many"}, "per_page"),
+    ({"ip_address": "not-an-ip"}, "ip_address"),
 ])
 def test_bad_filters_name_the_field(tenant, params, field):
     assert_error(tenant.client().get(URL, params), 400, "VALIDATION_ERROR", field)
@@ -128,3 +129,12 @@ def test_the_api_never_changes_events(tenant, history):
         assert_error(client.put(f"{URL}/{event.id}", {"action": "forged"}, format="json"), 405,
                      "METHOD_NOT_ALLOWED")
         assert_error(client.delete(f"{URL}/{event.id}"), 405, "METHOD_NOT_ALLOWED")
+
+
+def test_org_auditor_sees_project_level_events(tenant):
+    """Events about objects that hang off a project (approval policies) carry the organization too."""
+    created = tenant.client().post(f"/api/v1/projects/{tenant.project.pk}/approval-policies", {"name": "audited"},
+                                   format="json").json()
+    _, _, auditor = tenant.user("auditor", scope="organization")
+    [event] = listed(auditor, action="approval_policy.created", entity_id=created["id"])
+    assert (event["organization_id"], event["project_id"]) == (str(tenant.org.pk), str(tenant.project.pk))

@@ -71,8 +71,7 @@ def test_mazevault_generated_with_every_seed_field(tenant, open_template):
         "organization_id": str(tenant.org.pk), "csr_source_mode": "mazevault_generated",
         "requested_cn": "svc.acme.test", "requested_subject": ALL_SUBJECT, "requested_san": ALL_SANS,
         "requested_key_algorithm": "ECDSA", "requested_key_size": 384, "key_storage_mode": "local",
-        "key_secret_path": "kv/svc", "key_secret_name": "svc-key", "create_new_secret": False,
-        "generation_reference": "ticket-42", "agent_id": "550e8400-e29b-41d4-a716-446655440099",
+        "create_new_secret": False, "generation_reference": "ticket-42", "agent_id": "550e8400-e29b-41d4-a716-446655440099",
         "name": "svc", "description": "the service", "labels": {"team": "platform"},
         "owner_contacts": ["ops@acme.test"], "auto_renew": True,
     }, format="json")
@@ -332,3 +331,21 @@ class TestIdempotencyKey:
         with unchanged():
             response = tenant.client().post(URL, csr_body(tenant), format="json", HTTP_IDEMPOTENCY_KEY="k" * 256)
         assert_error(response, 400, "VALIDATION_ERROR", "Idempotency-Key")
+
+
+@pytest.mark.parametrize("stray", [{"key_secret_path": "kv/svc"}, {"key_secret_name": "svc-key"},
+                                   {"create_new_secret": True},
+                                   {"key_integration_id": "550e8400-e29b-41d4-a716-446655440077"}])
+def test_external_custody_fields_without_external_mode_are_refused(tenant, open_template, stray):
+    """Fields that steer external key custody are refused in local mode rather than ignored."""
+    before = Certificate.objects.count()
+    response = tenant.client().post(URL, {
+        "template_id": str(open_template.pk), "project_id": str(tenant.project.pk),
+        "csr_source_mode": "mazevault_generated", "requested_cn": "svc.acme.test",
+        "requested_san": {"dns_names": ["svc.acme.test"]}, "key_storage_mode": "local", **stray,
+    }, format="json")
+    assert response.status_code == 400
+    body = response.json()
+    assert body["error"] == "VALIDATION_ERROR"
+    assert list(stray)[0] in body["details"]["fields"]
+    assert Certificate.objects.count() == before

@@ -27,7 +27,8 @@ from tests.conftest import ROOT, make_csr
 # Settings that would point the subprocess at the session's servers or secrets; the embedded run gets none.
 _SCRUBBED = ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "CELERY_TASK_ALWAYS_EAGER", "REDIS_URL",
              "MAZEVAULT_TESTING", "MAZEVAULT_KEK", "MAZEVAULT_OLD_KEKS", "DJANGO_SECRET_KEY", "MAZEVAULT_ENV",
-             "MAZEVAULT_PUBLIC_URL", "MAZEVAULT_DEMO_ADMIN_PASSWORD", "PORT", "STATIC_ROOT", "MAZEVAULT_EXPIRY_SWEEP_MINUTES")
+             "MAZEVAULT_PUBLIC_URL", "MAZEVAULT_DEMO_ADMIN_PASSWORD", "PORT", "STATIC_ROOT",
+             "MAZEVAULT_EXPIRY_SWEEP_MINUTES")
 START_TIMEOUT = 120.0
 
 
@@ -90,7 +91,7 @@ class Supervisor:
 
     def child_pids(self) -> dict[str, int]:
         match = self.wait_for(r"\(web pid (\d+), worker pid (\d+), beat pid (\d+)\)", START_TIMEOUT)
-        return dict(zip(("web", "worker", "beat"), map(int, match.groups())))
+        return dict(zip(("web", "worker", "beat"), map(int, match.groups()), strict=True))
 
     def request(self, method: str, path: str, token: str | None = None, body: dict | None = None) -> tuple[int, bytes]:
         headers = {"Content-Type": "application/json"}
@@ -148,7 +149,7 @@ def test_run_embedded_serves_the_api_and_beat_expires_certificates_in_the_worker
     token = supervisor.wait_for(r"export MV_TOKEN=(mv_pat_\S+)", 5).group(1)
     project = supervisor.wait_for(r"export MV_PROJECT=(\S+)", 5).group(1)
     template = supervisor.wait_for(r"export MV_TEMPLATE=(\S+)", 5).group(1)
-    assert re.search(r"Admin:\s+http://localhost:%d/admin/" % supervisor.port, supervisor.output)
+    assert re.search(rf"Admin:\s+http://localhost:{supervisor.port}/admin/", supervisor.output)
     assert re.search(r"Password:\s+\S+\s+\(shown once", supervisor.output), "a new admin's password is printed"
 
     status, body = supervisor.request("GET", "/api/v1/health")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
 from mazevault import services
 from mazevault.errors import DomainError
@@ -23,8 +24,7 @@ class Command(BaseCommand):
         parser.add_argument("--duration", help="lifetime such as 24h or 30d")
 
     def handle(self, *args, **options) -> None:
-        User = get_user_model()
-        user, _ = User.objects.get_or_create(username=options["user"])
+        scope: dict = {}
         if options["role"]:
             if bool(options["project"]) == bool(options["organization"]):
                 raise CommandError("--role needs exactly one of --project or --organization")
@@ -35,9 +35,18 @@ class Command(BaseCommand):
                     scope = {"organization": Organization.objects.get(pk=options["organization"])}
             except (Project.DoesNotExist, Organization.DoesNotExist, ValueError, ValidationError) as exc:
                 raise CommandError(f"no such scope: {exc}") from None
-            services.assign_role(user=user, role=options["role"], actor="cli", **scope)
-        try:
-            _, raw = services.create_token(user=user, name=options["name"], duration=options["duration"], actor="cli")
-        except DomainError as exc:
-            raise CommandError(exc.message) from None
+        if options["duration"]:
+            try:
+                services.parse_duration(options["duration"])
+            except DomainError as exc:
+                raise CommandError(exc.message) from None
+        with transaction.atomic():  # nothing is left behind when a step fails
+            user, _ = get_user_model().objects.get_or_create(username=options["user"])
+            if scope:
+                services.assign_role(user=user, role=options["role"], actor="cli", **scope)
+            try:
+                _, raw = services.create_token(user=user, name=options["name"], duration=options["duration"],
+                                               actor="cli")
+            except DomainError as exc:
+                raise CommandError(exc.message) from None
         self.stdout.write(raw)

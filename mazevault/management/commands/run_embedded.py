@@ -18,6 +18,7 @@ Invariants:
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import io
 import json
@@ -36,6 +37,8 @@ from typing import IO, Any
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from .bootstrap_demo import KEY_TYPES
 
 QUEUES = "default,crl,rotation,acme"
 GUNICORN_CONFIG = Path(__file__).resolve().parents[2] / "gunicorn.conf.py"
@@ -78,10 +81,8 @@ class Child:
         """Send ``signum`` to the child's whole process group (its own workers included)."""
         if self.popen is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.popen.pid, signum)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 class Command(BaseCommand):
@@ -95,7 +96,7 @@ class Command(BaseCommand):
         parser.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes (default 2)")
         parser.add_argument("--worker-concurrency", type=int, default=2,
                             help="Celery worker pool size (default 2)")
-        parser.add_argument("--key-type", default="ec-p256", choices=["ec-p256", "ec-p384", "rsa-2048", "rsa-4096"],
+        parser.add_argument("--key-type", default="ec-p256", choices=sorted(KEY_TYPES),
                             help="key type of the demo CAs when they are first created")
         parser.add_argument("--no-bootstrap", action="store_true", help="skip bootstrap_demo (no token is printed)")
         parser.add_argument("--grace", type=float, default=35.0,
@@ -107,7 +108,7 @@ class Command(BaseCommand):
         host: str = options["host"]
         self._stop_requested = 0
         self._output_lock = threading.Lock()
-        self._setup(options)
+        self._setup()
         demo = None if options["no_bootstrap"] else self._bootstrap(options["key_type"])
 
         children = self._children(host, port, options["web_workers"], options["worker_concurrency"])
@@ -117,7 +118,7 @@ class Command(BaseCommand):
             for child in children:
                 self._start(child)
             ready = self._wait_until_serving(host, port, children)
-            if not self._stop_requested:
+            if not self._stop_requested and all(child.running() for child in children):
                 self._banner(host, port, demo, children, ready)
             failed = self._supervise(children)
         finally:
@@ -131,7 +132,7 @@ class Command(BaseCommand):
         self.stdout.write("run_embedded: all processes stopped")
 
     # --- preparation ---------------------------------------------------------------------------
-    def _setup(self, options: dict[str, Any]) -> None:
+    def _setup(self) -> None:
         engine = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
         broker = "filesystem (embedded)" if settings.CELERY_EMBEDDED_BROKER else _redact(settings.CELERY_BROKER_URL)
         self.stdout.write(f"run_embedded: data dir {settings.DATA_DIR}; database {engine}; broker {broker}")
@@ -190,8 +191,10 @@ class Command(BaseCommand):
             try:
                 with urllib.request.urlopen(url, timeout=2):
                     return True
-            except urllib.error.HTTPError:
-                return True  # it answered (503 = degraded); the banner still helps
+            except urllib.error.HTTPError as exc:
+                if exc.code == 503:
+                    return True  # our health view answered "degraded": serving, and the banner still helps
+                time.sleep(0.3)  # something else holds the port, or a proxy is not ready yet
             except (urllib.error.URLError, OSError):
                 time.sleep(0.3)
         return False
