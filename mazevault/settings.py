@@ -114,6 +114,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI assets served locally: no CDN on closed networks
     "mazevault",
     "certificates",
 ]
@@ -227,6 +228,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Certificate authority and certificate lifecycle management.",
     "VERSION": VERSION,
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     # One component per choice set (several serializers share them); strings are imported lazily.

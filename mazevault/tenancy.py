@@ -54,8 +54,11 @@ class Access:
         return self.org_ids(permission) | {self.project_org[p] for p in self.project_ids(permission)}
 
     def sees_organization(self, organization_id: UUID) -> bool:
+        """An existing organization the caller may see (an unknown id is never "seen", even by a superuser)."""
         if self.is_superuser:
-            return self.in_scope("organization:read")
+            from .models import Organization
+
+            return self.in_scope("organization:read") and Organization.objects.filter(pk=organization_id).exists()
         return organization_id in self.visible_organization_ids()
 
     def _roles_grant(self, roles: set[str], permission: str) -> bool:

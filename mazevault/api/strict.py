@@ -1,4 +1,5 @@
-"""JSON bodies are taken at their word: a number is not a string, "5" is not an integer, 0 is not a boolean.
+"""JSON bodies are taken at their word: a number is not a string, "5" is not an integer, 0 is not a boolean,
+and a string's maxLength counts the characters as sent.
 
 DRF coerces such values (``{"name": 0}`` would create an object named "0"); the API answers 400
 VALIDATION_ERROR naming the field instead, as the OpenAPI schema promises. Input serializers derive
@@ -32,6 +33,11 @@ def type_error(field: serializers.Field, value: Any) -> Any:
         if isinstance(field, klass):
             if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
                 return [f"Expected {name}, got {_json_type(value)}."]
+            max_length = getattr(field, "max_length", None)
+            if isinstance(value, str) and max_length is not None and len(value) > max_length:
+                # DRF measures after trimming whitespace (which includes control characters such as
+                # U+001E); the schema's maxLength is about the value as sent.
+                return [f"Ensure this field has no more than {max_length} characters."]
             return None
     if isinstance(field, serializers.ListField) and isinstance(value, list):
         errors = {index: error for index, item in enumerate(value) if (error := type_error(field.child, item))}
