@@ -63,16 +63,18 @@ class AppEnv:
     db_name: str
     data_dir: Path
     extra: dict[str, str] = field(default_factory=dict)
+    db_options: str = ""  # appended to the application's DATABASE_URL, e.g. "server_side_binding=true"
 
     @property
     def url(self) -> str:
+        """For psycopg (the benchmark's own connections)."""
         return database_url(self.db_name)
 
     def environ(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("DATABASE_URL", "REDIS_URL", "CELERY_", "MAZEVAULT_", "DJANGO_", "DB_CONN"))}
         env.update({
-            "DATABASE_URL": self.url,
+            "DATABASE_URL": self.url + (f"?{self.db_options}" if self.db_options else ""),
             "MAZEVAULT_DATA_DIR": str(self.data_dir),
             "MAZEVAULT_RATE_LIMIT_API": "",  # throttling off: we measure issuance, not the limiter
             "DB_CONN_MAX_AGE": "600",  # persistent connections, as in production
@@ -91,11 +93,12 @@ class AppEnv:
 
 
 @contextmanager
-def bench_database(name: str, *, keep: bool = False, extra_env: dict[str, str] | None = None) -> Iterator[AppEnv]:
+def bench_database(name: str, *, keep: bool = False, extra_env: dict[str, str] | None = None,
+                   db_options: str = "") -> Iterator[AppEnv]:
     """Create database ``name``, migrate it, yield its AppEnv; drop it afterwards unless ``keep``."""
     create_database(name)
     with tempfile.TemporaryDirectory(prefix=f"{name}-") as data_dir:
-        env = AppEnv(db_name=name, data_dir=Path(data_dir), extra=dict(extra_env or {}))
+        env = AppEnv(db_name=name, data_dir=Path(data_dir), extra=dict(extra_env or {}), db_options=db_options)
         try:
             env.manage("migrate", "--noinput", "-v", "0")
             yield env
@@ -188,30 +191,28 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def postgres_pids() -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() == "postgres":
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
+def backend_pids(db_name: str) -> list[int]:
+    """PostgreSQL backends serving ``db_name`` (the server's persistent connections)."""
+    import psycopg
+
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        return [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [db_name])]
 
 
 class CpuMeter:
-    """CPU seconds spent by the server, by PostgreSQL and by this (client) process over a window."""
+    """CPU seconds spent by the server, by its PostgreSQL backends and by this (client) process over
+    a window (backends that connect during the window are not counted: warm the server up first)."""
 
     def __init__(self, server: Gunicorn) -> None:
         self.server = server
 
     def _sample(self) -> tuple[float, float, float, float]:
         server = sum(process_cpu(p) for p in self.server.pids())
-        pg = sum(process_cpu(p) for p in postgres_pids())
+        pg = sum(process_cpu(p) for p in self.backends)
         return server, pg, time.process_time(), time.perf_counter()
 
     def __enter__(self) -> "CpuMeter":
+        self.backends = backend_pids(self.server.env.db_name)
         self.start = self._sample()
         return self
 

@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,7 +41,7 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 
 from _harness import CpuMeter, Gunicorn, LoadResult, ServerConfig, bench_database, http_request, run_load  # noqa: E402
 
-DEFAULT_SERVER = ServerConfig("sync", workers=3)
+DEFAULT_SERVER = ServerConfig("sync", workers=3)  # the best of --sweep on 2 cores
 SWEEP = [ServerConfig("sync", 2), ServerConfig("sync", 3), ServerConfig("sync", 4),
          ServerConfig("gthread", 2, 2), ServerConfig("gthread", 2, 4), ServerConfig("gthread", 3, 2)]
 
@@ -137,7 +136,12 @@ class IssuanceRun:
 
 
 def bootstrap(env, key_type: str) -> dict:
-    return json.loads(env.manage("bootstrap_demo", "--json", "--key-type", key_type))
+    """The demo tenant, and the client's token: a service account with the ``user`` role on the
+    project (what a real API client holds; the demo admin is a superuser, whose checks are cheaper)."""
+    demo = json.loads(env.manage("bootstrap_demo", "--json", "--key-type", key_type))
+    demo["token"] = env.manage("create_token", "--user", "bench-client", "--role", "user",
+                               "--project", demo["project_id"], "--name", "bench").strip()
+    return demo
 
 
 def check_afterwards(env, demo: dict, issued: int) -> list[str]:
@@ -167,17 +171,26 @@ def check_afterwards(env, demo: dict, issued: int) -> list[str]:
 
 
 def api_rates(key_type: str, db_name: str, config: ServerConfig, levels: list[int], per_level: int,
-              keep: bool) -> tuple[dict[int, tuple[LoadResult, CpuMeter]], list[str]]:
-    with bench_database(db_name, keep=keep) as env:
+              keep: bool, db_options: str = "", floor: bool = False) -> tuple[dict, list[str]]:
+    """{clients: (LoadResult, CpuMeter)} for the issuance levels, plus "floor" when asked: the same
+    server answering an authenticated read of one project (token, roles, one row, a serializer)."""
+    with bench_database(db_name, keep=keep, db_options=db_options) as env:
         demo = bootstrap(env, key_type)
         warm = make_csrs(60 * config.workers, f"warm-{key_type}")
         batches = {c: make_csrs(per_level, f"{key_type}-c{c}") for c in levels}
-        results = {}
+        results: dict = {}
         with Gunicorn(env, config) as server:
             run = IssuanceRun(env, demo, server)
             run.warm_up(warm)
             for clients in levels:
                 results[clients] = run.load(batches[clients], clients)
+            if floor:
+                read = http_request("GET", f"/api/v1/projects/{demo['project_id']}", token=demo["token"])
+                with CpuMeter(server) as meter:
+                    result = run_load(server.port, [read] * per_level, 4, expect=200)
+                if result.errors:
+                    raise SystemExit(f"floor: {result.errors[:3]}")
+                results["floor"] = (result, meter)
         notes = check_afterwards(env, demo, run.issued)
     return results, notes
 
@@ -198,17 +211,22 @@ def main() -> None:
     parser.add_argument("--sweep", action="store_true",
                         help="only compare gunicorn worker configurations (P-256 CA, 4 clients)")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark databases")
+    parser.add_argument("--db-options", default="", metavar="QUERY",
+                        help="appended to the server's DATABASE_URL, e.g. server_side_binding=true&prepare_threshold=2 "
+                             "(server-side prepared statements)")
     args = parser.parse_args()
     levels = [int(c) for c in args.clients.split(",")]
     config = ServerConfig(args.worker_class, args.workers, args.threads)
 
-    print(f"MazeVault issuance benchmark: {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"cryptography {cryptography.__version__}, PostgreSQL via {os.environ.get('BENCH_PG_URL', '127.0.0.1:5432')}")
+    print(f"MazeVault issuance benchmark: {os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f} at start), "
+          f"Python {platform.python_version()}, cryptography {cryptography.__version__}, "
+          f"PostgreSQL via {os.environ.get('BENCH_PG_URL', '127.0.0.1:5432')}")
     if args.sweep:
         print("gunicorn configurations, P-256 CA, 4 clients, "
               f"{args.requests} requests each:")
         for cfg in SWEEP:
-            results, _ = api_rates("ec-p256", "mv_bench_issue", cfg, [4], args.requests, keep=False)
+            results, _ = api_rates("ec-p256", "mv_bench_issue", cfg, [4], args.requests, keep=False,
+                                   db_options=args.db_options)
             r, meter = results[4]
             print(f"  {str(cfg):<18} {r.rate:>8.1f} certs/s  p50 {r.pct(50):6.2f} ms  p99 {r.pct(99):6.2f} ms   "
                   f"{meter.summary(r.n)}")
@@ -219,22 +237,29 @@ def main() -> None:
     bare_rsa = bare_rate(bare_csrs, "rsa-2048")
     print(f"bare ceiling (cryptography only, 1 process; parse CSR -> verify -> build -> sign):")
     print(f"  P-256 CA: {bare:8.1f} certs/s      (RSA-2048 CA, for reference: {bare_rsa:.1f} certs/s)")
-    print(f"API: POST /api/v1/certificates/csr (uploaded CSR, auto-approved client-auth), gunicorn {config}, "
-          f"PostgreSQL, {args.requests} requests per level")
+    print(f"API: POST /api/v1/certificates/csr (uploaded CSR, auto-approved client-auth, project-scoped token), "
+          f"gunicorn {config}, PostgreSQL{' ?' + args.db_options if args.db_options else ''}, "
+          f"{args.requests} requests per level")
     print(f"{'CA':<10} {'clients':>7} {'certs/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'API/bare':>9}")
 
-    p256, notes = api_rates("ec-p256", "mv_bench_issue", config, levels, args.requests, args.keep)
+    p256, notes = api_rates("ec-p256", "mv_bench_issue", config, levels, args.requests, args.keep, args.db_options,
+                            floor=True)
     for clients in levels:
         print(fmt_row("ECDSA P-256", clients, *p256[clients], bare))
     all_notes = [f"P-256: {n}" for n in notes]
     rsa_results = {}
     if not args.no_rsa:
-        rsa_results, notes = api_rates("rsa-2048", "mv_bench_issue_rsa", config, levels, args.requests, args.keep)
+        rsa_results, notes = api_rates("rsa-2048", "mv_bench_issue_rsa", config, levels, args.requests, args.keep,
+                                       args.db_options)
         for clients in levels:
             print(fmt_row("RSA-2048", clients, *rsa_results[clients], bare))
         all_notes += [f"RSA-2048: {n}" for n in notes]
         print("RSA-2048 CA rate / P-256 CA rate: " + ", ".join(
             f"{c} clients {100 * rsa_results[c][0].rate / p256[c][0].rate:.1f}%" for c in levels))
+    r, meter = p256["floor"]
+    print(f"reference, same server: GET /api/v1/projects/{{id}} (authenticated read of one row) at 4 clients: "
+          f"{r.rate:.1f} req/s, p50 {r.pct(50):.2f} ms, p99 {r.pct(99):.2f} ms = {100 * r.rate / bare:.1f}% of the "
+          f"bare ceiling; {meter.summary(r.n)}")
     for note in all_notes:
         print("check  " + note)
 

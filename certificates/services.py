@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from cryptography import x509
@@ -15,11 +15,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from certificates.pki import builder, csr as pki_csr, formats, keys, names
-from certificates.pki.errors import PKIError
 from mazevault import audit
 from mazevault.errors import Conflict, NotFound, PermissionDenied, PolicyViolation, ValidationFailed
 from mazevault.models import ApprovalPolicy, Organization, Project, Severity
-from mazevault.rbac import ROLE_PERMISSIONS, Role
+from mazevault.rbac import Role
 from mazevault.tenancy import Access
 
 from . import policy, signals

@@ -11,7 +11,8 @@ class RequestContext:
     ip_address: str | None = None
 
 
-_current: contextvars.ContextVar[RequestContext] = contextvars.ContextVar("mazevault_request", default=RequestContext())
+_EMPTY = RequestContext()  # frozen, so sharing one default instance is safe
+_current: contextvars.ContextVar[RequestContext] = contextvars.ContextVar("mazevault_request", default=_EMPTY)
 
 
 def current() -> RequestContext:

@@ -15,9 +15,8 @@ from rest_framework.views import APIView
 
 from certificates import services
 from certificates.models import Approval, Certificate, CertificateAuthority, CertificateTemplate
-from certificates.pki import formats
 from mazevault import audit
-from mazevault.api.views import RateLimitHeadersMixin, ScopedViewSet, deny
+from mazevault.api.views import RateLimitHeadersMixin, ScopedViewSet
 from mazevault.errors import NotFound, PermissionDenied, ValidationFailed
 from mazevault.idempotency import idempotent
 from mazevault.models import ApprovalPolicy, Organization, Project, Severity

@@ -107,7 +107,6 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         return Response(error_body("INTERNAL_ERROR", "An internal error occurred."), status=500)
 
     if code == status.HTTP_401_UNAUTHORIZED:
-        request = context.get("request") if context else None
         headers.setdefault("WWW-Authenticate", 'Bearer realm="mazevault"')
     set_rollback()
     return Response(body, status=code, headers=headers)

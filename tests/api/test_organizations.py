@@ -5,7 +5,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from mazevault import services as core
-from mazevault.models import AuditEvent, Organization, RoleAssignment
+from mazevault.models import Organization, RoleAssignment
 from tests.factories import assert_denied, assert_error, events_since, last_seq, unchanged
 
 URL = "/api/v1/organizations"
