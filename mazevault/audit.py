@@ -68,7 +68,8 @@ def record(action: str, *, actor: Any = None, entity: Any = None, severity: str 
     if organization_id is None and entity is not None and not isinstance(entity, tuple):
         organization_id = getattr(entity, "organization_id", None)
     if project_id is None and entity is not None and not isinstance(entity, tuple):
-        project_id = getattr(entity, "project_id", None)
+        # A project's own events belong to it, so auditors scoped to the project see them too.
+        project_id = entity.pk if isinstance(entity, Project) else getattr(entity, "project_id", None)
     if organization_id is None and project_id is not None:  # e.g. approval policies: scoped via their project
         organization_id = Project.objects.filter(pk=project_id).values_list("organization_id", flat=True).first()
     actor_obj = actor if getattr(actor, "is_authenticated", False) else None
