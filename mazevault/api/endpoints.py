@@ -218,10 +218,12 @@ class AuditEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scoped
     read_permission = "audit:read"
     lookup_field = "id"
 
-    def list(self, request: Request, *args, **kwargs) -> Response:
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        """Without audit:read anywhere, list and get both answer 403 (audited); with it, events
+        outside the caller's tenants stay invisible (404)."""
+        super().initial(request, *args, **kwargs)
         if not self.access.has_anywhere(self.read_permission):
             raise deny(request, self.read_permission)
-        return super().list(request, *args, **kwargs)
 
 
 class HealthView(RateLimitHeadersMixin, APIView):

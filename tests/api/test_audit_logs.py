@@ -138,3 +138,13 @@ def test_org_auditor_sees_project_level_events(tenant):
     _, _, auditor = tenant.user("auditor", scope="organization")
     [event] = listed(auditor, action="approval_policy.created", entity_id=created["id"])
     assert (event["organization_id"], event["project_id"]) == (str(tenant.org.pk), str(tenant.project.pk))
+
+
+def test_get_one_event_without_audit_read_is_denied_like_the_list(tenant, history):
+    """Reading one event needs audit:read just as the list does: 403 (audited), not a 404."""
+    user, _, client = tenant.user("viewer")
+    event = AuditEvent.objects.filter(project_id=tenant.project.pk).order_by("seq").first()
+    seq = last_seq()
+    with unchanged(audit=("rbac.permission.denied",)):
+        response = client.get(f"{URL}/{event.id}")
+    assert_denied(response, "audit:read", user, seq)
