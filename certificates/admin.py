@@ -711,9 +711,16 @@ class CertificateAdmin(ScopedAdmin):
 
 # --- Certificate authorities --------------------------------------------------------------------
 class CAForm(forms.ModelForm):
-    crl_validity_hours = forms.IntegerField(label="CRL validity (hours)", min_value=1, max_value=24 * 366,
-                                            help_text="Lifetime of each full CRL (nextUpdate − thisUpdate).")
-    delta_crl_validity_hours = forms.IntegerField(label="Delta CRL validity (hours)", min_value=1, max_value=24 * 31)
+    status = forms.ChoiceField(choices=[(CAStatus.ACTIVE, "Active"), (CAStatus.DISABLED, "Disabled")],
+                               help_text="A revoked CA stays revoked; revoke a CA through the API.")
+    crl_full_interval_hours = forms.IntegerField(label="Full CRL interval (hours)", min_value=1, max_value=24 * 366,
+                                                 help_text="A new full CRL is published this often.")
+    crl_full_validity_hours = forms.IntegerField(label="Full CRL validity (hours)", min_value=1, max_value=24 * 366,
+                                                 help_text="Lifetime of each full CRL (nextUpdate − thisUpdate).")
+    crl_delta_interval_hours = forms.IntegerField(label="Delta CRL interval (hours)", min_value=1, max_value=24 * 31)
+    crl_delta_validity_hours = forms.IntegerField(label="Delta CRL validity (hours)", min_value=1, max_value=24 * 31)
+    crl_shards = forms.IntegerField(label="CRL shards", min_value=0, max_value=1024, required=False,
+                                    help_text="Partition the CRL of certificates issued from now on (0: off).")
     crl_url = forms.URLField(label="CRL URL", max_length=500, required=False, assume_scheme="https",
                              help_text="Overrides the CRL distribution point put into certificates issued from now on.")
     ocsp_url = forms.URLField(label="OCSP URL", max_length=500, required=False, assume_scheme="https",
@@ -721,10 +728,25 @@ class CAForm(forms.ModelForm):
 
     class Meta:
         model = CertificateAuthority
-        fields = ("name", "status", "crl_url", "ocsp_url", "crl_validity_hours", "delta_crl_validity_hours")
+        fields = ("name", "status", "crl_url", "ocsp_url", "crl_full_interval_hours", "crl_full_validity_hours",
+                  "crl_delta_interval_hours", "crl_delta_validity_hours", "crl_keep_expired", "crl_shards",
+                  "ocsp_sign_with_ca_key")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and self.instance.status == CAStatus.REVOKED:
+            self.fields["status"].choices = [(CAStatus.REVOKED, "Revoked")]
+            self.fields["status"].disabled = True
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
+        if data.get("crl_shards") is None:
+            data["crl_shards"] = self.instance.crl_shards or 0
+        for kind in ("full", "delta"):
+            interval, validity = data.get(f"crl_{kind}_interval_hours"), data.get(f"crl_{kind}_validity_hours")
+            if interval and validity and interval > validity:
+                self.add_error(f"crl_{kind}_interval_hours",
+                               "The interval must not exceed the validity: a CRL must be replaced before nextUpdate.")
         if data.get("name"):
             same_org = CertificateAuthority.objects.filter(organization_id=self.instance.organization_id)
             if error := unique_name_error(same_org, self.instance, data["name"], "A CA with this name already exists."):
@@ -753,8 +775,10 @@ class CertificateAuthorityAdmin(ScopedAdmin):
         (None, {"fields": ("id", "name", "kind", "status", "organization", "project", "parent", "subject",
                            "serial_number", "key_type", "not_before", "not_after", "path_length", "key_storage",
                            "issued_certificates", "created_by", "created_at", "updated_at")}),
-        ("Revocation information", {"fields": ("crl_url", "ocsp_url", "distribution_urls", "crl_validity_hours",
-                                               "delta_crl_validity_hours")}),
+        ("Revocation information", {"fields": ("crl_url", "ocsp_url", "distribution_urls", "crl_full_interval_hours",
+                                               "crl_full_validity_hours", "crl_delta_interval_hours",
+                                               "crl_delta_validity_hours", "crl_keep_expired", "crl_shards",
+                                               "ocsp_sign_with_ca_key")}),
         ("Decoded certificate", {"fields": ("decoded_certificate", "certificate_pem_display", "chain_display")}),
     )
 

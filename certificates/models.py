@@ -40,6 +40,37 @@ class CAKind(models.TextChoices):
 class CAStatus(models.TextChoices):
     ACTIVE = "active", "Active"
     DISABLED = "disabled", "Disabled"
+    REVOKED = "revoked", "Revoked"  # its certificate is revoked (listed in the parent's CRL); it issues nothing
+
+
+class RevocationReason(models.IntegerChoices):
+    """RFC 5280 section 5.3.1 CRLReason codes the API accepts; the label is the name on the wire.
+
+    7 is unused by the RFC; 8 (removeFromCRL) only appears in delta CRLs, for a released hold.
+    """
+
+    UNSPECIFIED = 0, "unspecified"
+    KEY_COMPROMISE = 1, "keyCompromise"
+    CA_COMPROMISE = 2, "caCompromise"
+    AFFILIATION_CHANGED = 3, "affiliationChanged"
+    SUPERSEDED = 4, "superseded"
+    CESSATION_OF_OPERATION = 5, "cessationOfOperation"
+    CERTIFICATE_HOLD = 6, "certificateHold"
+
+    @classmethod
+    def parse(cls, value: object) -> "RevocationReason | None":
+        """The reason for a wire value: a seed name (RFC spelling ``cACompromise`` too) or a code 0-6."""
+        if isinstance(value, bool):
+            return None
+        if isinstance(value, int) or (isinstance(value, str) and value.isdigit() and len(value) < 3):
+            code = int(value)
+            return cls(code) if code in cls.values else None
+        if isinstance(value, str):
+            wanted = value.strip().lower()
+            for member in cls:
+                if member.label.lower() == wanted:
+                    return member
+        return None
 
 
 class CertificateAuthority(UUIDModel):
@@ -59,8 +90,21 @@ class CertificateAuthority(UUIDModel):
     path_length = models.PositiveSmallIntegerField(null=True, blank=True)
     crl_url = models.URLField(max_length=500, blank=True, default="")
     ocsp_url = models.URLField(max_length=500, blank=True, default="")
-    crl_validity_hours = models.PositiveIntegerField(default=24)
-    delta_crl_validity_hours = models.PositiveIntegerField(default=4)
+    # CRL publication (RFC 5280 5.1.2.4-5): a full CRL every crl_full_interval_hours, valid (nextUpdate)
+    # for crl_full_validity_hours; a delta CRL every crl_delta_interval_hours, valid crl_delta_validity_hours.
+    crl_full_interval_hours = models.PositiveIntegerField(default=24)
+    crl_full_validity_hours = models.PositiveIntegerField(default=168)
+    crl_delta_interval_hours = models.PositiveIntegerField(default=1)
+    crl_delta_validity_hours = models.PositiveIntegerField(default=24)
+    crl_keep_expired = models.BooleanField(default=False, help_text="Keep expired certificates' entries on the CRL "
+                                                                    "for good (else one CRL after notAfter).")
+    crl_shards = models.PositiveSmallIntegerField(default=0, help_text="Partition the CRL of certificates issued "
+                                                                       "from now on into this many shards (0: off).")
+    crl_number = models.PositiveBigIntegerField(default=0, editable=False)  # last CRL number used (full and delta)
+    ocsp_sign_with_ca_key = models.BooleanField(default=False, help_text="Sign OCSP responses with the CA key "
+                                                                         "instead of a delegated responder.")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revocation_reason = models.PositiveSmallIntegerField(null=True, blank=True, choices=RevocationReason.choices)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
 
@@ -77,8 +121,16 @@ class CertificateAuthority(UUIDModel):
     def public_url(self) -> str:
         return f"{settings.MAZEVAULT_PUBLIC_URL}/api/v1/ca/{self.id}"
 
-    def crl_urls(self) -> tuple[str, ...]:
+    def crl_urls(self, shard: int | None = None) -> tuple[str, ...]:
+        """The CRL distribution point of a certificate in ``shard`` (None: the unsharded CRL)."""
+        if shard is not None:  # shards are always published here; crl_url overrides the unsharded CRL only
+            return (f"{self.public_url}/crl/shard/{shard}",)
         return (self.crl_url or f"{self.public_url}/crl",)
+
+    def delta_crl_urls(self, shard: int | None = None) -> tuple[str, ...]:
+        """Where the delta CRL of ``shard`` is published (RFC 5280 5.2.6 Freshest CRL)."""
+        suffix = f"/shard/{shard}" if shard is not None else ""
+        return (f"{self.public_url}/crl/delta{suffix}",)
 
     def ocsp_urls(self) -> tuple[str, ...]:
         return (self.ocsp_url or f"{self.public_url}/ocsp",)
@@ -192,7 +244,9 @@ class Certificate(UUIDModel):
     revoked_at = models.DateTimeField(null=True, blank=True)
     revoked_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
-    revocation_reason = models.CharField(max_length=32, blank=True, default="")
+    revocation_reason = models.PositiveSmallIntegerField(null=True, blank=True, choices=RevocationReason.choices)
+    invalidity_date = models.DateTimeField(null=True, blank=True)
+    crl_shard = models.PositiveSmallIntegerField(null=True, blank=True)  # chosen at issuance; None: unsharded CRL
     revocation_comment = models.TextField(blank=True, default="")
     archived_at = models.DateTimeField(null=True, blank=True)
     status_before_archive = models.CharField(max_length=20, blank=True, default="")
@@ -265,3 +319,59 @@ class Approval(models.Model):
     class Meta:
         ordering = ("created_at",)
         constraints = [models.UniqueConstraint(fields=("certificate", "approver"), name="approval_once_per_user")]
+
+
+class RevocationKind(models.TextChoices):
+    REVOKE = "revoke", "Revoked"
+    RELEASE = "release", "Released from hold"
+
+
+class Revocation(models.Model):
+    """One revocation or release of a serial under its issuing CA: the revocation history.
+
+    Rows are never updated except ``current``, which is true on the revoke row that describes the
+    serial's present status (false once it is released from hold or superseded by a final reason).
+    ``id`` is the order CRLs follow: a delta CRL lists the rows after its base's ``max_revocation_id``.
+    ``entry_der`` is the DER of the CRL entry (RFC 5280 5.1.2.6 revokedCertificates element), encoded
+    once here so that a CRL is assembled by concatenation; a release row holds its removeFromCRL entry.
+    Rows outlive the certificate (SET_NULL): a deleted certificate stays revoked.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    ca = models.ForeignKey(CertificateAuthority, on_delete=models.PROTECT, related_name="revocations")
+    certificate = models.ForeignKey(Certificate, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="revocations")
+    revoked_ca = models.ForeignKey(CertificateAuthority, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="own_revocations")
+    serial_number = models.CharField(max_length=64)
+    kind = models.CharField(max_length=8, choices=RevocationKind.choices)
+    reason = models.PositiveSmallIntegerField(null=True, blank=True, choices=RevocationReason.choices)
+    revoked_at = models.DateTimeField()
+    invalidity_date = models.DateTimeField(null=True, blank=True)
+    not_after = models.DateTimeField()
+    shard = models.PositiveSmallIntegerField(null=True, blank=True)
+    entry_der = models.BinaryField()
+    current = models.BooleanField(default=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="+")
+    actor_name = models.CharField(max_length=150, blank=True, default="")
+    comment = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("id",)
+        indexes = [
+            # The full CRL of a scope: its current revoke rows in order (index-only for the filter).
+            models.Index(fields=("ca", "shard", "id"), condition=Q(current=True), name="revocation_current_idx"),
+            # Deltas: every row after the base's max_revocation_id.
+            models.Index(fields=("ca", "id"), name="revocation_ca_seq_idx"),
+            models.Index(fields=("ca", "serial_number"), name="revocation_ca_serial_idx"),
+        ]
+        constraints = [
+            # At most one row in effect per serial and CA.
+            models.UniqueConstraint(fields=("ca", "serial_number"), condition=Q(current=True),
+                                    name="revocation_one_current_per_serial"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.serial_number}"

@@ -73,8 +73,13 @@ class CASpec:
     path_length: int | None = None
     crl_url: str = ""
     ocsp_url: str = ""
-    crl_validity_hours: int = 24
-    delta_crl_validity_hours: int = 4
+    crl_full_interval_hours: int = 24
+    crl_full_validity_hours: int = 168
+    crl_delta_interval_hours: int = 1
+    crl_delta_validity_hours: int = 24
+    crl_keep_expired: bool = False
+    crl_shards: int = 0
+    ocsp_sign_with_ca_key: bool = False
 
 
 def create_ca(spec: CASpec, *, actor: Any, organization: Organization, project: Project | None = None,
@@ -128,13 +133,17 @@ def create_ca(spec: CASpec, *, actor: Any, organization: Organization, project: 
             serial_number=formats.format_serial(cert.serial_number),
             not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
             certificate_pem=formats.cert_to_pem(cert), path_length=spec.path_length,
-            crl_url=spec.crl_url, ocsp_url=spec.ocsp_url, crl_validity_hours=spec.crl_validity_hours,
-            delta_crl_validity_hours=spec.delta_crl_validity_hours,
+            crl_url=spec.crl_url, ocsp_url=spec.ocsp_url,
+            crl_full_interval_hours=spec.crl_full_interval_hours, crl_full_validity_hours=spec.crl_full_validity_hours,
+            crl_delta_interval_hours=spec.crl_delta_interval_hours,
+            crl_delta_validity_hours=spec.crl_delta_validity_hours, crl_keep_expired=spec.crl_keep_expired,
+            crl_shards=spec.crl_shards, ocsp_sign_with_ca_key=spec.ocsp_sign_with_ca_key,
             created_by=actor if getattr(actor, "is_authenticated", False) else None,
         )
         audit.record("ca.created", actor=actor, entity=ca, severity=Severity.WARNING,
                      details={"name": ca.name, "kind": ca.kind, "key_type": ca.key_type, "subject": ca.subject,
                               "parent_id": str(parent.pk) if parent else None})
+        transaction.on_commit(lambda: signals.ca_created.send(sender=CertificateAuthority, ca_id=ca.pk))
     return ca
 
 

@@ -117,6 +117,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # Swagger UI assets served locally: no CDN on closed networks
     "mazevault",
     "certificates",
+    "crl",
 ]
 
 MIDDLEWARE = [

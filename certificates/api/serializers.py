@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import re
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from certificates.models import (CAKind, CAStatus, Certificate, CertificateAuthority, CertificateTemplate,
-                                 RequestMode)
+                                 RequestMode, RevocationReason)
 from certificates.pki import extensions, keys, names
 from mazevault.api.strict import StrictModelSerializer, StrictSerializer
 from mazevault.models import Environment
@@ -57,6 +58,30 @@ class SanSerializer(StrictSerializer):
 
 
 # --- CAs -------------------------------------------------------------------------------------
+@extend_schema_field({"type": "string", "nullable": True, "enum": [label for _, label in RevocationReason.choices],
+                      "description": "RFC 5280 reason name; the numeric codes 0-6 are accepted on input."})
+class RevocationReasonField(serializers.Field):
+    """An RFC 5280 CRLReason: rendered by name (the seed's spelling), parsed from a name or a code."""
+
+    default_error_messages = {"invalid": "Unknown revocation reason {value!r}: one of "
+                                         + ", ".join(label for _, label in RevocationReason.choices)
+                                         + " (or their codes 0-6)."}
+
+    def to_representation(self, value):
+        return RevocationReason(value).label if value is not None else None
+
+    def to_internal_value(self, data):
+        reason = RevocationReason.parse(data)
+        if reason is None:
+            self.fail("invalid", value=data)
+        return reason
+
+
+# The CA's CRL/OCSP publication settings, one vocabulary for the API, the admin and docs/crl.md.
+CRL_SETTING_FIELDS = ("crl_full_interval_hours", "crl_full_validity_hours", "crl_delta_interval_hours",
+                      "crl_delta_validity_hours", "crl_keep_expired", "crl_shards", "ocsp_sign_with_ca_key")
+
+
 class CASerializer(serializers.ModelSerializer):
     organization_id = serializers.UUIDField(read_only=True)
     project_id = serializers.UUIDField(read_only=True, allow_null=True)
@@ -68,12 +93,13 @@ class CASerializer(serializers.ModelSerializer):
     crl_distribution_url = serializers.SerializerMethodField()
     ocsp_responder_url = serializers.SerializerMethodField()
     ca_issuers_url = serializers.SerializerMethodField()
+    revocation_reason = RevocationReasonField(read_only=True)
 
     class Meta:
         model = CertificateAuthority
         fields = ("id", "organization_id", "project_id", "name", "kind", "status", "parent_id", "key_type",
                   "subject", "serial_number", "not_before", "not_after", "path_length", "certificate_pem",
-                  "crl_url", "ocsp_url", "crl_validity_hours", "delta_crl_validity_hours",
+                  "crl_url", "ocsp_url", *CRL_SETTING_FIELDS, "revoked_at", "revocation_reason",
                   "crl_distribution_url", "ocsp_responder_url", "ca_issuers_url", "created_at", "updated_at")
         read_only_fields = fields
 
@@ -104,8 +130,13 @@ class CACreateSerializer(StrictSerializer):
     path_length = serializers.IntegerField(min_value=0, max_value=10, required=False, allow_null=True, default=None)
     crl_url = serializers.URLField(max_length=500, required=False, allow_blank=True, default="")
     ocsp_url = serializers.URLField(max_length=500, required=False, allow_blank=True, default="")
-    crl_validity_hours = serializers.IntegerField(min_value=1, max_value=24 * 366, default=24)
-    delta_crl_validity_hours = serializers.IntegerField(min_value=1, max_value=24 * 31, default=4)
+    crl_full_interval_hours = serializers.IntegerField(min_value=1, max_value=24 * 366, default=24)
+    crl_full_validity_hours = serializers.IntegerField(min_value=1, max_value=24 * 366, default=168)
+    crl_delta_interval_hours = serializers.IntegerField(min_value=1, max_value=24 * 31, default=1)
+    crl_delta_validity_hours = serializers.IntegerField(min_value=1, max_value=24 * 31, default=24)
+    crl_keep_expired = serializers.BooleanField(default=False)
+    crl_shards = serializers.IntegerField(min_value=0, max_value=1024, default=0)
+    ocsp_sign_with_ca_key = serializers.BooleanField(default=False)
 
     def validate(self, attrs):
         if attrs["kind"] == CAKind.INTERMEDIATE and not attrs.get("parent_id"):
@@ -116,16 +147,33 @@ class CACreateSerializer(StrictSerializer):
             raise serializers.ValidationError({"organization_id": ["organization_id or project_id is required."]})
         if not attrs["subject"].get("common_name"):
             raise serializers.ValidationError({"subject": {"common_name": ["A CA needs a common name."]}})
+        check_crl_intervals(attrs)
         return attrs
+
+
+def check_crl_intervals(attrs: dict, instance=None) -> None:
+    """A CRL must be replaced before its nextUpdate: each interval is at most its validity."""
+    for kind in ("full", "delta"):
+        interval = attrs.get(f"crl_{kind}_interval_hours", getattr(instance, f"crl_{kind}_interval_hours", None))
+        validity = attrs.get(f"crl_{kind}_validity_hours", getattr(instance, f"crl_{kind}_validity_hours", None))
+        if interval is not None and validity is not None and interval > validity:
+            raise serializers.ValidationError({f"crl_{kind}_interval_hours": [
+                f"Must not exceed crl_{kind}_validity_hours ({validity})."]})
 
 
 class CAUpdateSerializer(StrictSerializer):
     name = serializers.CharField(max_length=100, required=False)
-    status = serializers.ChoiceField(choices=CAStatus.choices, required=False)
+    status = serializers.ChoiceField(choices=[CAStatus.ACTIVE, CAStatus.DISABLED], required=False,
+                                     help_text="active or disabled; a CA is revoked through POST /ca/{id}/revoke.")
     crl_url = serializers.URLField(max_length=500, required=False, allow_blank=True)
     ocsp_url = serializers.URLField(max_length=500, required=False, allow_blank=True)
-    crl_validity_hours = serializers.IntegerField(min_value=1, max_value=24 * 366, required=False)
-    delta_crl_validity_hours = serializers.IntegerField(min_value=1, max_value=24 * 31, required=False)
+    crl_full_interval_hours = serializers.IntegerField(min_value=1, max_value=24 * 366, required=False)
+    crl_full_validity_hours = serializers.IntegerField(min_value=1, max_value=24 * 366, required=False)
+    crl_delta_interval_hours = serializers.IntegerField(min_value=1, max_value=24 * 31, required=False)
+    crl_delta_validity_hours = serializers.IntegerField(min_value=1, max_value=24 * 31, required=False)
+    crl_keep_expired = serializers.BooleanField(required=False)
+    crl_shards = serializers.IntegerField(min_value=0, max_value=1024, required=False)
+    ocsp_sign_with_ca_key = serializers.BooleanField(required=False)
 
 
 # --- Templates -------------------------------------------------------------------------------
@@ -288,6 +336,7 @@ class CertificateDetailSerializer(CertificateListSerializer):
     requested_by = serializers.SerializerMethodField()
     rejected_by = serializers.SerializerMethodField()
     revoked_by = serializers.SerializerMethodField()
+    revocation_reason = RevocationReasonField(read_only=True)
     approvals = ApprovalSerializer(many=True, read_only=True)
     csr_source_mode = serializers.SerializerMethodField()
     has_private_key = serializers.SerializerMethodField()
@@ -300,7 +349,7 @@ class CertificateDetailSerializer(CertificateListSerializer):
                   "name", "description", "labels", "owner_contacts", "auto_renew", "required_approvals",
                   "approver_role", "approvals", "requested_by", "issued_at", "rejected_at", "rejected_by",
                   "rejection_reason", "revoked_at", "revoked_by", "revocation_reason", "revocation_comment",
-                  "archived_at", "predecessor_id", "updated_at")
+                  "invalidity_date", "archived_at", "predecessor_id", "updated_at")
         read_only_fields = fields
 
     def get_requested_by(self, obj: Certificate) -> str | None:

@@ -14,15 +14,15 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from certificates import services
-from certificates.models import Approval, Certificate, CertificateAuthority, CertificateTemplate
+from certificates.models import CAStatus, Approval, Certificate, CertificateAuthority, CertificateTemplate
 from mazevault import audit
 from mazevault.api.views import RateLimitHeadersMixin, ScopedViewSet
-from mazevault.errors import NotFound, PermissionDenied, ValidationFailed
+from mazevault.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from mazevault.idempotency import idempotent
 from mazevault.models import ApprovalPolicy, Organization, Project, Severity
 
 from .filters import CAFilter, CertificateFilter, TemplateFilter
-from .serializers import (ApproveSerializer, CACreateSerializer, CASerializer, CAUpdateSerializer,
+from .serializers import (CRL_SETTING_FIELDS, check_crl_intervals, ApproveSerializer, CACreateSerializer, CASerializer, CAUpdateSerializer,
                           CertificateDetailSerializer, CertificateListSerializer, CertificateUpdateSerializer,
                           CSRSubmitSerializer, RejectSerializer, TemplateSerializer)
 
@@ -90,7 +90,7 @@ class CAViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet)
             name=data["name"], subject=data["subject"], key_type=data["key_type"],
             validity_days=data["validity_days"], path_length=data.get("path_length"),
             crl_url=data.get("crl_url", ""), ocsp_url=data.get("ocsp_url", ""),
-            crl_validity_hours=data["crl_validity_hours"], delta_crl_validity_hours=data["delta_crl_validity_hours"],
+            **{name: data[name] for name in CRL_SETTING_FIELDS},
         )
         ca = services.create_ca(spec, actor=request.user, organization=organization, project=project, parent=parent)
         return Response(CASerializer(ca).data, status=status.HTTP_201_CREATED)
@@ -100,6 +100,9 @@ class CAViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet)
         self.require("ca:admin", obj=ca)
         serializer = CAUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        check_crl_intervals(serializer.validated_data, ca)
+        if ca.status == CAStatus.REVOKED and serializer.validated_data.get("status", ca.status) != ca.status:
+            raise Conflict("A revoked CA stays revoked.", details={"current_status": ca.status})
         services.update_object(ca, serializer.validated_data, actor=request.user, action="ca.updated",
                                severity=Severity.WARNING)
         return Response(CASerializer(ca).data)

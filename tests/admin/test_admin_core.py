@@ -73,20 +73,23 @@ def test_ca_page_is_decoded_and_read_only_except_settings(tenant, root_client):
 
     response = root_client.post(change_url(ca), {
         "name": ca.name, "status": "active", "crl_url": "", "ocsp_url": "https://ocsp.example.com",
-        "crl_validity_hours": "48", "delta_crl_validity_hours": "4", "subject": "CN=forged",
+        "crl_full_interval_hours": "24", "crl_full_validity_hours": "48", "crl_delta_interval_hours": "1",
+        "crl_delta_validity_hours": "24", "crl_shards": "0", "subject": "CN=forged",
     })
     assert response.status_code == 302, response.context["adminform"].form.errors
     ca.refresh_from_db()
-    assert (ca.crl_validity_hours, ca.ocsp_url) == (48, "https://ocsp.example.com")
+    assert (ca.crl_full_validity_hours, ca.ocsp_url) == (48, "https://ocsp.example.com")
     assert ca.subject.startswith("CN=Acme Issuing CA")
     updated = AuditEvent.objects.get(action="ca.updated", entity_id=str(ca.pk))
-    assert set(updated.details["changes"]) == {"crl_validity_hours", "ocsp_url"}
+    assert set(updated.details["changes"]) == {"crl_full_validity_hours", "ocsp_url"}
     assert updated.severity == "warning"
 
     bad = root_client.post(change_url(ca), {"name": tenant.root.name, "status": "active", "crl_url": "",
-                                            "ocsp_url": "", "crl_validity_hours": "0",
-                                            "delta_crl_validity_hours": "4"})
-    assert set(bad.context["adminform"].form.errors) == {"name", "crl_validity_hours"}
+                                            "ocsp_url": "", "crl_full_interval_hours": "24",
+                                            "crl_full_validity_hours": "0", "crl_delta_interval_hours": "8",
+                                            "crl_delta_validity_hours": "4"})
+    assert set(bad.context["adminform"].form.errors) == {"name", "crl_full_validity_hours",
+                                                          "crl_delta_interval_hours"}
 
 
 def test_cas_cannot_be_added_or_deleted_and_keys_are_not_registered(tenant, root_client):
@@ -102,8 +105,9 @@ def test_ca_settings_need_ca_admin(tenant):
     manager, client = operator(tenant, "certificate_manager", "cm")
     ca = tenant.issuing
     assert client.get(change_url(ca)).status_code == 200
-    assert client.post(change_url(ca), {"name": "renamed", "status": "disabled", "crl_validity_hours": "24",
-                                        "delta_crl_validity_hours": "4"}).status_code == 403
+    assert client.post(change_url(ca), {"name": "renamed", "status": "disabled", "crl_full_interval_hours": "24",
+                                        "crl_full_validity_hours": "168", "crl_delta_interval_hours": "1",
+                                        "crl_delta_validity_hours": "24"}).status_code == 403
     ca.refresh_from_db()
     assert ca.status == "active"
 

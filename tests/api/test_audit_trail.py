@@ -22,7 +22,7 @@ def test_each_mutation_records_actor_entity_request_id_and_ip(tenant):
 
     ca = call("post", "/api/v1/ca", {"name": "Audit Root", "organization_id": str(tenant.org.pk),
                                      "subject": {"common_name": "Audit Root"}})
-    call("put", f"/api/v1/ca/{ca['id']}", {"crl_validity_hours": 12})
+    call("put", f"/api/v1/ca/{ca['id']}", {"crl_full_validity_hours": 48})
     project = call("post", "/api/v1/projects", {"organization_id": str(tenant.org.pk), "name": "Audited"})
     call("put", f"/api/v1/projects/{project['id']}", {"name": "Audited 2"})
     policy = call("post", f"/api/v1/projects/{tenant.project.pk}/approval-policies", {"name": "extra"})

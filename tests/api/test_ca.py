@@ -127,7 +127,7 @@ def test_update_name_urls_and_crl_settings(tenant):
     seq = last_seq()
     response = tenant.client().put(f"{URL}/{tenant.issuing.pk}", {
         "name": "Acme Issuing 2", "crl_url": "https://crl.acme.test/issuing.crl",
-        "ocsp_url": "https://ocsp.acme.test", "crl_validity_hours": 48, "delta_crl_validity_hours": 6,
+        "ocsp_url": "https://ocsp.acme.test", "crl_full_validity_hours": 48, "crl_delta_validity_hours": 6,
     }, format="json")
     assert response.status_code == 200, response.json()
     assert_no_private_key(response)
@@ -135,11 +135,11 @@ def test_update_name_urls_and_crl_settings(tenant):
     assert body["crl_distribution_url"] == "https://crl.acme.test/issuing.crl"
     assert body["ocsp_responder_url"] == "https://ocsp.acme.test"
     ca = CertificateAuthority.objects.get(pk=tenant.issuing.pk)
-    assert (ca.name, ca.crl_validity_hours, ca.delta_crl_validity_hours) == ("Acme Issuing 2", 48, 6)
+    assert (ca.name, ca.crl_full_validity_hours, ca.crl_delta_validity_hours) == ("Acme Issuing 2", 48, 6)
     assert ca.certificate_pem == tenant.issuing.certificate_pem
     [event] = events_since(seq, action="ca.updated")
-    assert set(event.details["changes"]) == {"name", "crl_url", "ocsp_url", "crl_validity_hours",
-                                             "delta_crl_validity_hours"}
+    assert set(event.details["changes"]) == {"name", "crl_url", "ocsp_url", "crl_full_validity_hours",
+                                             "crl_delta_validity_hours"}
 
 
 def test_update_denied_other_tenant_and_bad_input(tenant, other_tenant):
@@ -152,7 +152,7 @@ def test_update_denied_other_tenant_and_bad_input(tenant, other_tenant):
     with unchanged(tenant.issuing, other_tenant.issuing):
         assert_error(admin.put(f"{URL}/{other_tenant.issuing.pk}", {"name": "Mine"}, format="json"), 404,
                      "RESOURCE_NOT_FOUND")
-        for body, field in (({"crl_url": "ftp//nope"}, "crl_url"), ({"crl_validity_hours": 0}, "crl_validity_hours"),
+        for body, field in (({"crl_url": "ftp//nope"}, "crl_url"), ({"crl_full_validity_hours": 0}, "crl_full_validity_hours"),
                             ({"status": "melted"}, "status"), ({"name": "Acme Root"}, None)):
             response = admin.put(f"{URL}/{tenant.issuing.pk}", body, format="json")
             if field is None:

@@ -8,7 +8,7 @@ from tests.factories import csr_body, unchanged
 JUNK = [
     [], "text", None, 7, {"name": {"nested": True}}, {"name": "nul\u0000byte"}, {"name": "x" * 10000},
     {"name": ["a"], "organization_id": 12, "project_id": [], "ca_id": {}, "template_id": True},
-    {"required_approvals": 2 ** 70, "validity_days": -2 ** 70, "crl_validity_hours": 1e308},
+    {"required_approvals": 2 ** 70, "validity_days": -2 ** 70, "crl_full_validity_hours": 1e308},
     {"subject": {"common_name": "nul\u0000"}, "key_algorithms": [None], "scopes": [{}]},
 ]
 

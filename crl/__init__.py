@@ -1,0 +1,1 @@
+"""Revocation publishing: per-CA CRLs (full, delta, sharded) and the OCSP responder."""

@@ -1,0 +1,1 @@
+"""Reactions to certificate events (``certificates.signals``): keep CRLs fresh."""
