@@ -378,3 +378,25 @@ def test_publish_due_publishes_what_is_due_only(tenant):
     revoke_one(tenant, "lost-trigger")  # a revocation whose trigger was lost is caught up
     assert services.publish_due(now=now + timedelta(hours=1, minutes=2)) == 2  # issuing full + delta
     assert services.publish_due(now=now + timedelta(hours=26)) == 4  # every full and delta
+
+
+def test_crl_settings_in_one_vocabulary_and_checked(tenant):
+    url = f"/api/v1/ca/{tenant.issuing.pk}"
+    body = tenant.client().get(url).json()
+    for name in ("crl_full_interval_hours", "crl_full_validity_hours", "crl_delta_interval_hours",
+                 "crl_delta_validity_hours", "crl_keep_expired", "crl_shards", "ocsp_sign_with_ca_key"):
+        assert name in body, name
+    assert (body["crl_full_interval_hours"], body["crl_full_validity_hours"], body["crl_delta_interval_hours"],
+            body["crl_delta_validity_hours"]) == (24, 168, 1, 24)
+    with unchanged(tenant.issuing):
+        assert_error(tenant.client().put(url, {"crl_delta_interval_hours": 48}, format="json"), 400,
+                     "VALIDATION_ERROR", "crl_delta_interval_hours")
+        assert_error(tenant.client().put(url, {"crl_full_validity_hours": 12}, format="json"), 400,
+                     "VALIDATION_ERROR", "crl_full_interval_hours")
+        assert_error(tenant.client().put(url, {"status": "revoked"}, format="json"), 400, "VALIDATION_ERROR",
+                     "status")
+    assert tenant.client().put(url, {"crl_full_interval_hours": 12, "crl_full_validity_hours": 48},
+                               format="json").status_code == 200
+    tenant.issuing.refresh_from_db()
+    crl = services.publish_crl(tenant.issuing)
+    assert crl.next_update - crl.this_update == timedelta(hours=48)
