@@ -186,6 +186,8 @@ def main() -> None:
     parser.add_argument("--key-type", default="ec-p256")
     parser.add_argument("--downloads", type=int, default=4000)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="print a cProfile of one full and one delta "
+                                                               "publication at the largest size")
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
 
@@ -242,6 +244,15 @@ def main() -> None:
         print(f"\ndelta CRL over {have:,} revoked with 1,000 changes since its base: best {min(times) * 1000:.1f} ms, "
               f"median {statistics.median(times) * 1000:.1f} ms, heap {heap:.1f} MiB, {delta.size:,} bytes")
         print(f"(revocation rows in the database: {Revocation.objects.filter(ca=ca).count():,})")
+        if args.profile:
+            import cProfile
+            import pstats
+
+            for kind in ("full", "delta"):
+                profiler = cProfile.Profile()
+                profiler.runcall(services.publish_crl, ca, kind=kind)
+                print(f"\n--- cProfile of one {kind} publication ---")
+                pstats.Stats(profiler).sort_stats("tottime").print_stats(12)
 
 
 if __name__ == "__main__":

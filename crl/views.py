@@ -41,7 +41,7 @@ _DER_CACHE_BYTES = 64 * 1024 * 1024
 _DER_LOCK = threading.Lock()
 
 
-def _der(crl: CRL) -> bytes:
+def _der(crl: services.CRLMeta) -> bytes:
     key = (crl.pk, crl.sha256)
     with _DER_LOCK:
         der = _DER_CACHE.get(key)
