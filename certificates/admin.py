@@ -37,7 +37,7 @@ from mazevault.models import ApprovalPolicy, Organization, Project, Severity
 from mazevault.tenancy import Access
 
 from . import services
-from .models import (CAStatus, Certificate, CertificateAuthority, CertificateSigningRequest, CertificateStatus,
+from .models import (MAX_CRL_SHARDS, CAStatus, Certificate, CertificateAuthority, CertificateSigningRequest, CertificateStatus,
                      CertificateTemplate)
 from .pki import csr as pki_csr, extensions, formats, keys, names
 from .pki.errors import PKIError
@@ -719,7 +719,7 @@ class CAForm(forms.ModelForm):
                                                  help_text="Lifetime of each full CRL (nextUpdate − thisUpdate).")
     crl_delta_interval_hours = forms.IntegerField(label="Delta CRL interval (hours)", min_value=1, max_value=24 * 31)
     crl_delta_validity_hours = forms.IntegerField(label="Delta CRL validity (hours)", min_value=1, max_value=24 * 31)
-    crl_shards = forms.IntegerField(label="CRL shards", min_value=0, max_value=1024, required=False,
+    crl_shards = forms.IntegerField(label="CRL shards", min_value=0, max_value=MAX_CRL_SHARDS, required=False,
                                     help_text="Partition the CRL of certificates issued from now on (0: off).")
     crl_url = forms.URLField(label="CRL URL", max_length=500, required=False, assume_scheme="https",
                              help_text="Overrides the CRL distribution point put into certificates issued from now on.")

@@ -32,6 +32,11 @@ class StoredKey(UUIDModel):
         return f"{self.key_type} key {self.id}"
 
 
+# Each shard is a CRL scope published (full + delta) whenever it changes: 64 shards of ~16k entries cover
+# a million certificates (docs/crl.md).
+MAX_CRL_SHARDS = 64
+
+
 class CAKind(models.TextChoices):
     ROOT = "root", "Root"
     INTERMEDIATE = "intermediate", "Intermediate"

@@ -23,7 +23,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from certificates.api.serializers import RevocationReasonField
-from certificates.models import Certificate, CertificateAuthority, CertificateStatus, Revocation
+from certificates.models import MAX_CRL_SHARDS, Certificate, CertificateAuthority, CertificateStatus, Revocation
 from mazevault.api.strict import StrictSerializer
 from mazevault.api.views import RateLimitHeadersMixin, ScopedViewSet
 from mazevault.errors import NotFound, ValidationFailed
@@ -31,7 +31,7 @@ from mazevault.errors import NotFound, ValidationFailed
 from . import services
 from .models import CRL, CRLKind
 
-MAX_SHARD = 1023  # crl_shards is at most 1024
+MAX_SHARD = MAX_CRL_SHARDS - 1
 _CRL_BODY = "The CRL: DER (application/pkix-crl) by default, PEM with ?format=pem."
 
 # Stored CRL bytes per process, keyed by row id and the DER's SHA-256 (from the metadata query), so a

@@ -7,7 +7,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from certificates.models import (CAKind, CAStatus, Certificate, CertificateAuthority, CertificateTemplate,
-                                 RequestMode, RevocationReason)
+                                 MAX_CRL_SHARDS, RequestMode, RevocationReason)
 from certificates.pki import extensions, keys, names
 from mazevault.api.strict import StrictModelSerializer, StrictSerializer
 from mazevault.models import Environment
@@ -135,7 +135,7 @@ class CACreateSerializer(StrictSerializer):
     crl_delta_interval_hours = serializers.IntegerField(min_value=1, max_value=24 * 31, default=1)
     crl_delta_validity_hours = serializers.IntegerField(min_value=1, max_value=24 * 31, default=24)
     crl_keep_expired = serializers.BooleanField(default=False)
-    crl_shards = serializers.IntegerField(min_value=0, max_value=1024, default=0)
+    crl_shards = serializers.IntegerField(min_value=0, max_value=MAX_CRL_SHARDS, default=0)
     ocsp_sign_with_ca_key = serializers.BooleanField(default=False)
 
     def validate(self, attrs):
@@ -172,7 +172,7 @@ class CAUpdateSerializer(StrictSerializer):
     crl_delta_interval_hours = serializers.IntegerField(min_value=1, max_value=24 * 31, required=False)
     crl_delta_validity_hours = serializers.IntegerField(min_value=1, max_value=24 * 31, required=False)
     crl_keep_expired = serializers.BooleanField(required=False)
-    crl_shards = serializers.IntegerField(min_value=0, max_value=1024, required=False)
+    crl_shards = serializers.IntegerField(min_value=0, max_value=MAX_CRL_SHARDS, required=False)
     ocsp_sign_with_ca_key = serializers.BooleanField(required=False)
 
 
