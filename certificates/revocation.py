@@ -65,6 +65,23 @@ def _publish(ca_id: Any, serial_number: str, certificate_id: Any, signal) -> Non
     transaction.on_commit(send)
 
 
+def _append_history(cert: Certificate, actor: Any, *, kind: str, reason: int | None, at: datetime,
+                    comment: str, invalidity_date: datetime | None = None) -> None:
+    """Add a row to the certificate's issuer's revocation history; the new row is the one in effect
+    (``current``) when it revokes; a release leaves none. No-op for certificates of no CA of ours."""
+    if cert.ca_id is None or not cert.serial_number:
+        return
+    lock_issuer(cert.ca_id)
+    Revocation.objects.filter(ca_id=cert.ca_id, serial_number=cert.serial_number, current=True).update(current=False)
+    entry_reason = int(reason) if kind == RevocationKind.REVOKE else pki_crl.REMOVE_FROM_CRL
+    Revocation.objects.create(
+        ca_id=cert.ca_id, certificate=cert, serial_number=cert.serial_number, kind=kind, reason=reason,
+        revoked_at=at, invalidity_date=invalidity_date, not_after=cert.not_after, shard=cert.crl_shard,
+        comment=comment, current=kind == RevocationKind.REVOKE,
+        entry_der=pki_crl.encode_entry(formats.parse_serial(cert.serial_number), at, entry_reason, invalidity_date),
+        **_actor_fields(actor))
+
+
 def revoke_certificate(cert: Certificate, *, actor: Any, reason: int = Reason.UNSPECIFIED, comment: str = "",
                        invalidity_date: datetime | None = None) -> Certificate:
     """Revoke an issued certificate, or make a certificateHold final with another reason.
@@ -90,18 +107,9 @@ def revoke_certificate(cert: Certificate, *, actor: Any, reason: int = Reason.UN
         transition(cert, CertificateStatus.REVOKED, revoked_at=revoked_at,
                    revoked_by=actor if getattr(actor, "is_authenticated", False) else None,
                    revocation_reason=reason, invalidity_date=invalidity_date, revocation_comment=comment)
-        if cert.ca_id is not None and cert.serial_number:
-            # External certificates (no CA of ours) are recorded on the row only: nothing to publish.
-            lock_issuer(cert.ca_id)
-            Revocation.objects.filter(ca_id=cert.ca_id, serial_number=cert.serial_number, current=True) \
-                .update(current=False)
-            Revocation.objects.create(
-                ca_id=cert.ca_id, certificate=cert, serial_number=cert.serial_number, kind=RevocationKind.REVOKE,
-                reason=reason, revoked_at=revoked_at, invalidity_date=invalidity_date, not_after=cert.not_after,
-                shard=cert.crl_shard, comment=comment, current=True,
-                entry_der=pki_crl.encode_entry(formats.parse_serial(cert.serial_number), revoked_at, int(reason),
-                                               invalidity_date),
-                **_actor_fields(actor))
+        # External certificates (no CA of ours) are recorded on the row only: nothing to publish.
+        _append_history(cert, actor, kind=RevocationKind.REVOKE, reason=reason, at=revoked_at,
+                        invalidity_date=invalidity_date, comment=comment)
         audit.record("cert.revoked", actor=actor, entity=cert, severity=_severity(reason),
                      details={"serial_number": cert.serial_number, "reason": reason.label, "comment": comment,
                               "invalidity_date": invalidity_date.isoformat() if invalidity_date else None,
@@ -122,17 +130,7 @@ def unrevoke_certificate(cert: Certificate, *, actor: Any, comment: str = "") ->
             raise InvalidTransition(cert.status, CertificateStatus.ACTIVE)
         transition(cert, CertificateStatus.ACTIVE, revoked_at=None, revoked_by=None, revocation_reason=None,
                    invalidity_date=None, revocation_comment="")
-        if cert.ca_id is not None and cert.serial_number:
-            lock_issuer(cert.ca_id)
-            Revocation.objects.filter(ca_id=cert.ca_id, serial_number=cert.serial_number, current=True) \
-                .update(current=False)
-            Revocation.objects.create(
-                ca_id=cert.ca_id, certificate=cert, serial_number=cert.serial_number, kind=RevocationKind.RELEASE,
-                reason=None, revoked_at=now, not_after=cert.not_after, shard=cert.crl_shard, comment=comment,
-                current=False,
-                entry_der=pki_crl.encode_entry(formats.parse_serial(cert.serial_number), now,
-                                               pki_crl.REMOVE_FROM_CRL),
-                **_actor_fields(actor))
+        _append_history(cert, actor, kind=RevocationKind.RELEASE, reason=None, at=now, comment=comment)
         audit.record("cert.unrevoked", actor=actor, entity=cert, severity=Severity.WARNING,
                      details={"serial_number": cert.serial_number, "comment": comment,
                               "held_since": held_since.isoformat() if held_since else None})
