@@ -31,6 +31,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from mazevault import services as core
 from mazevault.admin import PrettyJSONField, ScopedAdmin, audit_denied, changed_values, reload, unique_name_error
 from mazevault.errors import Conflict, DomainError, PermissionDenied
 from mazevault.models import ApprovalPolicy, Organization, Project, Severity
@@ -821,7 +822,7 @@ class CertificateAuthorityAdmin(ScopedAdmin):
 
     def save_model(self, request: HttpRequest, obj: CertificateAuthority, form: forms.ModelForm,
                    change: bool) -> None:
-        services.update_object(reload(obj), changed_values(form, tuple(CAForm.Meta.fields)), actor=request.user,
+        core.update_object(reload(obj), changed_values(form, tuple(CAForm.Meta.fields)), actor=request.user,
                                action="ca.updated", severity=Severity.WARNING)
 
 
@@ -1019,10 +1020,10 @@ class CertificateTemplateAdmin(ScopedAdmin):
     def save_model(self, request: HttpRequest, obj: CertificateTemplate, form: forms.ModelForm, change: bool) -> None:
         if change:
             editable = tuple(f for f in TemplateForm.Meta.fields if f not in ("organization", "project"))
-            services.update_object(reload(obj), changed_values(form, editable), actor=request.user,
+            core.update_object(reload(obj), changed_values(form, editable), actor=request.user,
                                    action="template.updated")
         else:
-            services.create_object(obj, actor=request.user, action="template.created")
+            core.create_object(obj, actor=request.user, action="template.created")
 
     def delete_model(self, request: HttpRequest, obj: CertificateTemplate) -> None:
-        services.delete_object(obj, actor=request.user, action="template.deleted")
+        core.delete_object(obj, actor=request.user, action="template.deleted")

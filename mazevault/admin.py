@@ -24,7 +24,6 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from certificates.services import create_object, delete_object, update_object
 
 from . import audit, services
 from .errors import DomainError
@@ -209,7 +208,7 @@ class OrganizationAdmin(ScopedAdmin):
 
     def save_model(self, request: HttpRequest, obj: Organization, form: forms.ModelForm, change: bool) -> None:
         if change:
-            update_object(reload(obj), changed_values(form, ("name", "description")), actor=request.user,
+            services.update_object(reload(obj), changed_values(form, ("name", "description")), actor=request.user,
                           action="organization.updated")
         else:
             created = services.create_organization(name=form.cleaned_data["name"],
@@ -280,7 +279,7 @@ class ProjectAdmin(ScopedAdmin):
 
     def save_model(self, request: HttpRequest, obj: Project, form: forms.ModelForm, change: bool) -> None:
         if change:
-            update_object(reload(obj), changed_values(form, ("name", "environment", "description")),
+            services.update_object(reload(obj), changed_values(form, ("name", "environment", "description")),
                           actor=request.user, action="project.updated")
         else:
             data = form.cleaned_data
@@ -290,7 +289,7 @@ class ProjectAdmin(ScopedAdmin):
             adopt(obj, created)
 
     def delete_model(self, request: HttpRequest, obj: Project) -> None:
-        delete_object(obj, actor=request.user, action="project.deleted")
+        services.delete_object(obj, actor=request.user, action="project.deleted")
 
 
 # --- Approval policies --------------------------------------------------------------------------
@@ -352,14 +351,14 @@ class ApprovalPolicyAdmin(ScopedAdmin):
     def save_model(self, request: HttpRequest, obj: ApprovalPolicy, form: forms.ModelForm, change: bool) -> None:
         fields = ("name", "required_approvals", "approver_role", "environments")
         if change:
-            update_object(reload(obj), changed_values(form, fields), actor=request.user,
+            services.update_object(reload(obj), changed_values(form, fields), actor=request.user,
                           action="approval_policy.updated")
         else:
-            create_object(obj, actor=request.user, action="approval_policy.created",
+            services.create_object(obj, actor=request.user, action="approval_policy.created",
                           details={name: form.cleaned_data[name] for name in fields})
 
     def delete_model(self, request: HttpRequest, obj: ApprovalPolicy) -> None:
-        delete_object(obj, actor=request.user, action="approval_policy.deleted")
+        services.delete_object(obj, actor=request.user, action="approval_policy.deleted")
 
 
 # --- Role assignments ---------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from certificates import services
 from certificates.models import CAStatus, Approval, Certificate, CertificateAuthority, CertificateTemplate
-from mazevault import audit
+from mazevault import audit, services as core
 from mazevault.api.views import RateLimitHeadersMixin, ScopedViewSet
 from mazevault.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from mazevault.idempotency import idempotent
@@ -103,7 +103,7 @@ class CAViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet)
         check_crl_intervals(serializer.validated_data, ca)
         if ca.status == CAStatus.REVOKED and serializer.validated_data.get("status", ca.status) != ca.status:
             raise Conflict("A revoked CA stays revoked.", details={"current_status": ca.status})
-        services.update_object(ca, serializer.validated_data, actor=request.user, action="ca.updated",
+        core.update_object(ca, serializer.validated_data, actor=request.user, action="ca.updated",
                                severity=Severity.WARNING)
         return Response(CASerializer(ca).data)
 
@@ -198,7 +198,7 @@ class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
         resolved = self._resolve(serializer.validated_data)
         self.require("template:write", organization_id=resolved["organization_id"],
                      project_id=resolved["project"].pk if resolved["project"] else None)
-        template = services.create_object(CertificateTemplate(**resolved), actor=request.user,
+        template = core.create_object(CertificateTemplate(**resolved), actor=request.user,
                                           action="template.created")
         return Response(self.get_serializer(template).data, status=status.HTTP_201_CREATED)
 
@@ -210,7 +210,7 @@ class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
         resolved = self._resolve(serializer.validated_data, instance=template)
         resolved.pop("organization_id")
         resolved.pop("project")
-        services.update_object(template, resolved, actor=request.user, action="template.updated")
+        core.update_object(template, resolved, actor=request.user, action="template.updated")
         return Response(self.get_serializer(template).data)
 
     def destroy(self, request: Request, *args, **kwargs) -> Response:
@@ -219,7 +219,7 @@ class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
         if template.certificates.exists():
             from mazevault.errors import Conflict
             raise Conflict("Certificates were issued from this template; disable it (is_active=false) instead.")
-        services.delete_object(template, actor=request.user, action="template.deleted")
+        core.delete_object(template, actor=request.user, action="template.deleted")
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
