@@ -196,7 +196,7 @@ def _validate_names(template: CertificateTemplate, subject: dict[str, str], sans
     sans = policy.with_cn_in_san(template, subject, sans)
     policy.check_sans(template, sans, violations)
     if not subject.get("common_name") and not any(sans.values()):
-        violations.add("requested_subject.common_name", "a certificate needs a common name or a SAN")
+        violations.add("requested_subject.common_name", "name_required", "a certificate needs a common name or a SAN")
     return names.build_name(subject), names.build_general_names(sans), sans
 
 
@@ -229,16 +229,16 @@ def submit_request(data: RequestInput, *, actor: Any, project: Project,
         # Subject fields the CSR carries beyond the seven known ones would be silently lost: refuse.
         known = {a.oid for a in request.subject if a.oid in names.SUBJECT_FIELDS.values()}
         if len(known) != len({a.oid for a in request.subject}):
-            violations.add("csr_pem", "the CSR subject has attributes MazeVault does not issue")
+            violations.add("csr_pem", "subject_attribute_unsupported", "the CSR subject has attributes MazeVault does not issue")
         if data.requested_cn and subject.get("common_name") and data.requested_cn != subject["common_name"]:
-            violations.add("requested_cn", "requested_cn differs from the CSR's common name")
+            violations.add("requested_cn", "requested_cn_mismatch", "requested_cn differs from the CSR's common name")
     elif data.mode == RequestMode.MAZEVAULT_GENERATED:
         if data.key_storage_mode not in ("", "local"):
             raise ValidationFailed("Only key_storage_mode 'local' is available.", details={"field": "key_storage_mode"})
         subject = dict(data.requested_subject or {})
         if data.requested_cn:
             if subject.get("common_name") and subject["common_name"] != data.requested_cn:
-                violations.add("requested_cn", "requested_cn differs from requested_subject.common_name")
+                violations.add("requested_cn", "requested_cn_mismatch", "requested_cn differs from requested_subject.common_name")
             subject.setdefault("common_name", data.requested_cn)
         requested_sans = {k: list(v) for k, v in (data.requested_san or {}).items()}
         if data.requested_key_algorithm:

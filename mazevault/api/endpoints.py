@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from mazevault import services
+from mazevault import health, services
 from mazevault.errors import NotFound, PermissionDenied
 from mazevault.filters import AuditEventFilter, ProjectFilter
 from mazevault.models import ApiToken, ApprovalPolicy, AuditEvent, Organization, Project
@@ -237,18 +237,25 @@ class HealthView(RateLimitHeadersMixin, APIView):
     throttle_classes: list = []
 
     @extend_schema(summary="Service health", tags=["health"], auth=[],
-                   responses={200: HealthSerializer, 503: HealthSerializer})
+                   responses={200: HealthSerializer, 503: HealthSerializer},
+                   description="503 when this process cannot serve (the database is unreachable); a failing "
+                               "non-essential component (broker, key store) is 200 with status degraded.")
     def get(self, request: Request) -> Response:
         components = {"database": _check_database(), "broker": _check_broker()}
+        for name, check in health.registered().items():
+            components[name] = _timed(check)
         healthy = all(c["status"] == "ok" for c in components.values())
         body = {"status": "ok" if healthy else "degraded", "version": settings.VERSION, "components": components}
-        return Response(body, status=200 if healthy else 503)
+        # DESIGN.md: load balancers route on this, so only "cannot serve at all" is a 503.
+        return Response(body, status=503 if components["database"]["status"] != "ok" else 200)
 
 
 def _timed(check) -> dict:
     started = time.perf_counter()
     try:
         detail = check() or {}
+    except health.ComponentDown as exc:
+        return {"status": "down", "error": exc.reason}
     except Exception as exc:  # the edge: a health probe reports, never raises
         return {"status": "down", "error": exc.__class__.__name__}
     return {"status": "ok", "latency_ms": round((time.perf_counter() - started) * 1000, 2), **detail}
