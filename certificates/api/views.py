@@ -1,12 +1,15 @@
 """REST endpoints for CAs, templates and certificates. Thin: parse, check, call a service, render."""
 from __future__ import annotations
 
+import copy
+
 from cryptography.hazmat.primitives.serialization import Encoding
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Prefetch
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import mixins, status
+from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -86,6 +89,10 @@ class CAViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet)
         if parent is not None and parent.organization_id != organization.pk:
             raise NotFound("Parent CA not found.", details={"field": "parent_id"})
         self.require("ca:admin", organization_id=organization.pk, project_id=project.pk if project else None)
+        if parent is not None:
+            # Signing with a CA is administering it: ca:admin on the parent's own scope (an
+            # organization-wide root needs it on the organization), not just on the new CA's project.
+            self.require_ca_use(parent, field="parent_id")
         spec = services.CASpec(
             name=data["name"], subject=data["subject"], key_type=data["key_type"],
             validity_days=data["validity_days"], path_length=data.get("path_length"),
@@ -143,6 +150,11 @@ class CACertificateView(RateLimitHeadersMixin, APIView):
 
 
 # --- Templates -------------------------------------------------------------------------------
+# Model field -> the API's name for it, for errors from CertificateTemplate.clean().
+_API_FIELD = {"ca": "ca_id", "project": "project_id", "approval_policy": "approval_policy_id",
+              "organization": "organization_id"}
+
+
 @extend_schema_view(
     list=extend_schema(summary="List certificate templates", tags=["templates"]),
     retrieve=extend_schema(summary="Get a certificate template", tags=["templates"]),
@@ -192,14 +204,27 @@ class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
         resolved["project"] = project
         return resolved
 
+    def _checked(self, candidate: CertificateTemplate) -> None:
+        """The template rules (``CertificateTemplate.clean``, shared with the admin) and the right to
+        delegate its CA's signing: saving a template whose issuer is CA X needs ca:admin on X's
+        own scope (docs/permissions.md), so project-level template:write cannot point a template
+        (auto-approve, any names) at an organization CA or rewrite one that issues from it."""
+        try:
+            candidate.clean()
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(
+                {_API_FIELD.get(name, name): messages for name, messages in exc.message_dict.items()}) from None
+        self.require_ca_use(candidate.ca, field="ca_id")
+
     def create(self, request: Request, *args, **kwargs) -> Response:
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         resolved = self._resolve(serializer.validated_data)
         self.require("template:write", organization_id=resolved["organization_id"],
                      project_id=resolved["project"].pk if resolved["project"] else None)
-        template = core.create_object(CertificateTemplate(**resolved), actor=request.user,
-                                          action="template.created")
+        candidate = CertificateTemplate(**resolved)
+        self._checked(candidate)
+        template = core.create_object(candidate, actor=request.user, action="template.created")
         return Response(self.get_serializer(template).data, status=status.HTTP_201_CREATED)
 
     def update(self, request: Request, *args, **kwargs) -> Response:
@@ -210,7 +235,12 @@ class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
         resolved = self._resolve(serializer.validated_data, instance=template)
         resolved.pop("organization_id")
         resolved.pop("project")
-        core.update_object(template, resolved, actor=request.user, action="template.updated")
+        candidate = copy.copy(template)
+        for name, value in resolved.items():
+            setattr(candidate, name, value)
+        self._checked(candidate)
+        changes = {name: getattr(candidate, name) for name in resolved}  # as normalised by clean()
+        core.update_object(template, changes, actor=request.user, action="template.updated")
         return Response(self.get_serializer(template).data)
 
     def destroy(self, request: Request, *args, **kwargs) -> Response:
