@@ -311,7 +311,10 @@ class CertificateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scope
                                "Supports the Idempotency-Key header.")
     @action(detail=False, methods=["post"], url_path="csr")
     def csr(self, request: Request) -> Response:
-        return idempotent(request, lambda: self._submit(request))
+        # A replay is shown only to a caller who may still read the certificate it created.
+        return idempotent(request, lambda: self._submit(request),
+                          may_replay=lambda body: isinstance(body, dict) and self.get_queryset().filter(
+                              pk=body.get("id")).exists())
 
     def _submit(self, request: Request) -> Response:
         serializer = CSRSubmitSerializer(data=request.data)
