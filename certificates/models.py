@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Cast, Lower
 from django.utils import timezone
 
 from mazevault.models import ApprovalPolicy, Organization, Project, UUIDModel
@@ -324,6 +325,12 @@ class Certificate(UUIDModel):
     common_name = models.CharField(max_length=255, blank=True, default="")
     subject = models.CharField(max_length=1000, blank=True, default="")
     san = models.JSONField(default=list, blank=True)  # flattened display list
+    # The SAN list as lower-case JSON text (``["www.example.com", "10.0.0.1"]``), computed by the
+    # database on every write: the ``san`` (exact, as ``"value"`` with its quotes) and
+    # ``san_contains`` list filters search it, through a pg_trgm GIN index on PostgreSQL
+    # (migration 0005). Never written by the application, so no code path can forget it.
+    san_search = models.GeneratedField(expression=Lower(Cast("san", output_field=models.TextField())),
+                                       output_field=models.TextField(), db_persist=True)
     issuer_cn = models.CharField(max_length=255, blank=True, default="")
     serial_number = models.CharField(max_length=64, null=True, blank=True)
     not_before = models.DateTimeField(null=True, blank=True)
@@ -384,6 +391,10 @@ class Certificate(UUIDModel):
             models.Index(fields=("ca", "-requested_at", "-id"), name="cert_ca_order_idx"),
             models.Index(fields=("status", "-requested_at", "-id"), name="cert_status_order_idx"),
             models.Index(fields=("status", "not_after"), name="cert_status_not_after_idx"),
+            # Lookups by what people copy from a certificate (serial, fingerprint), and the source filter.
+            models.Index(fields=("serial_number",), name="cert_serial_idx"),
+            models.Index(fields=("fingerprint_sha256",), name="cert_fingerprint_idx"),
+            models.Index(fields=("source", "-requested_at", "-id"), name="cert_source_order_idx"),
         ]
 
     def __str__(self) -> str:
