@@ -58,15 +58,15 @@ class CertificateFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=CertificateStatus.choices)
     common_name = django_filters.CharFilter(lookup_expr="icontains", max_length=255,
                                             help_text="Substring of the common name (case-insensitive).")
-    serial_number = django_filters.CharFilter(method="filter_serial", max_length=200,
+    serial_number = django_filters.CharFilter(method="filter_serial", max_length=100,
                                               help_text="Serial number, colon hex (01:AB:…) or plain hex, any case.")
-    fingerprint_sha256 = django_filters.CharFilter(method="filter_fingerprint", max_length=200,
+    fingerprint_sha256 = django_filters.CharFilter(method="filter_fingerprint", max_length=100,
                                                    help_text="SHA-256 fingerprint of the certificate, colon "
                                                              "separated or plain hex, any case.")
-    san = django_filters.CharFilter(method="filter_san", max_length=2048,
+    san = django_filters.CharFilter(method="filter_san", max_length=255,
                                     help_text="A subject alternative name the certificate carries (exact, "
                                               "case-insensitive): DNS name, IP address, email or URI.")
-    san_contains = django_filters.CharFilter(method="filter_san_contains", max_length=2048,
+    san_contains = django_filters.CharFilter(method="filter_san_contains", max_length=255,
                                              help_text="Substring of one of the certificate's subject alternative "
                                                        "names (case-insensitive).")
     source = django_filters.ChoiceFilter(choices=CertificateSource.choices,
