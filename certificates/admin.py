@@ -31,6 +31,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from mazevault import services as core
 from mazevault.admin import PrettyJSONField, ScopedAdmin, audit_denied, changed_values, reload, unique_name_error
 from mazevault.errors import Conflict, DomainError, PermissionDenied
 from mazevault.models import ApprovalPolicy, Organization, Project, Severity
@@ -821,7 +822,7 @@ class CertificateAuthorityAdmin(ScopedAdmin):
 
     def save_model(self, request: HttpRequest, obj: CertificateAuthority, form: forms.ModelForm,
                    change: bool) -> None:
-        services.update_object(reload(obj), changed_values(form, tuple(CAForm.Meta.fields)), actor=request.user,
+        core.update_object(reload(obj), changed_values(form, tuple(CAForm.Meta.fields)), actor=request.user,
                                action="ca.updated", severity=Severity.WARNING)
 
 
@@ -831,18 +832,10 @@ def _checkboxes(choices: Any, **kwargs: Any) -> forms.MultipleChoiceField:
                                      **kwargs)
 
 
-def _regex_error(pattern: Any) -> str | None:
-    if not isinstance(pattern, str):
-        return "must be a string"
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        return f"not a valid regular expression: {exc}"
-    return None
-
-
 class TemplateForm(forms.ModelForm):
-    """The template's policy, checked like the API's ``TemplateSerializer``."""
+    """The template's policy. Its rules are ``CertificateTemplate.clean()``, which Django's model form
+    runs (``_post_clean``) exactly as the API's template view does; this form adds only what needs
+    the operator: the permission checks and the duplicate-name message."""
 
     key_algorithms = _checkboxes(keys.KEY_TYPES)
     default_key_type = forms.ChoiceField(choices=[(k, k) for k in keys.KEY_TYPES])
@@ -877,47 +870,15 @@ class TemplateForm(forms.ModelForm):
                       "project": "Empty: the template is shared by every project of the organization."}
 
     access: Access  # set by CertificateTemplateAdmin.get_form
+    request: HttpRequest  # likewise, to audit a refusal
 
-    def clean_subject_policy(self) -> dict[str, Any]:
-        value = self.cleaned_data.get("subject_policy") or {}
-        if not isinstance(value, dict):
-            raise forms.ValidationError("A JSON object keyed by subject field.")
-        errors, clean = [], {}
-        for key, rule in value.items():
-            if key not in SUBJECT_KEYS:
-                errors.append(f"unknown subject field {key}")
-                continue
-            rule = rule or {}
-            if not isinstance(rule, dict) or set(rule) - {"required", "pattern", "default"}:
-                errors.append(f"{key}: only required, pattern and default")
-                continue
-            if not isinstance(rule.get("required", False), bool):
-                errors.append(f"{key}: required is true or false")
-            if rule.get("pattern") and (problem := _regex_error(rule["pattern"])):
-                errors.append(f"{key}: pattern {problem}")
-            if rule.get("default") is not None and (not isinstance(rule["default"], str) or len(rule["default"]) > 128):
-                errors.append(f"{key}: default is a string of at most 128 characters")
-            clean[key] = {"required": rule.get("required", False), "pattern": rule.get("pattern") or None,
-                          "default": rule.get("default") or None}
-        if errors:
-            raise forms.ValidationError(errors)
-        return clean
-
-    def clean_san_patterns(self) -> dict[str, list[str]]:
-        value = self.cleaned_data.get("san_patterns") or {}
-        if not isinstance(value, dict):
-            raise forms.ValidationError("A JSON object keyed by SAN type.")
-        errors = []
-        for key, patterns in value.items():
-            if key not in names.SAN_KEYS:
-                errors.append(f"unknown SAN type {key}")
-            elif not isinstance(patterns, list) or len(patterns) > 50:
-                errors.append(f"{key}: a list of at most 50 regular expressions")
-            else:
-                errors += [f"{key}: {p!r} {problem}" for p in patterns if (problem := _regex_error(p))]
-        if errors:
-            raise forms.ValidationError(errors)
-        return value
+    def add_error(self, field: str | None, error: Any) -> None:
+        # A model rule may name a field this form shows read-only (organization, project on change):
+        # show it above the form instead of failing.
+        if isinstance(error, forms.ValidationError) and hasattr(error, "error_dict"):
+            for name in [n for n in error.error_dict if n not in self.fields and n != "__all__"]:
+                error.error_dict.setdefault("__all__", []).extend(error.error_dict.pop(name))
+        super().add_error(field, error)
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
@@ -933,19 +894,15 @@ class TemplateForm(forms.ModelForm):
         if adding and not self.access.has("template:write", organization_id=organization.pk,
                                                    project_id=project.pk if project else None):
             raise forms.ValidationError("You cannot create templates in this organization or project.")
-        ca = data.get("ca")
-        if ca is not None and (ca.organization_id != organization.pk
-                               or (ca.project_id and ca.project_id != getattr(project, "pk", None))):
-            self.add_error("ca", "The CA is not in this template's organization or project.")
-        policy = data.get("approval_policy")
-        if policy is not None and (policy.project.organization_id != organization.pk
-                                   or (project is not None and policy.project_id != project.pk)):
-            self.add_error("approval_policy", "The approval policy is not in this template's project.")
-        lo, default, hi = data.get("min_validity_days"), data.get("validity_days"), data.get("max_validity_days")
-        if None not in (lo, default, hi) and not lo <= default <= hi:
-            self.add_error("validity_days", "Must lie between the minimum and the maximum validity.")
-        if data.get("key_algorithms") and data.get("default_key_type") not in data["key_algorithms"]:
-            self.add_error("default_key_type", "Must be one of the allowed key algorithms.")
+        # The CA the template would issue from: the chosen one, else (no valid choice) the current one.
+        ca = data.get("ca") or (instance.ca if instance.ca_id else None)
+        if ca is not None and not self.access.has("ca:admin", organization_id=ca.organization_id,
+                                                  project_id=ca.project_id):
+            # Defect fixed in issue 6: the template delegates its CA's signing, so it needs ca:admin
+            # on that CA's own scope (as in the API), not only template:write on the project.
+            audit_denied(self.request, "ca:admin", obj=ca, reason="ca_outside_your_ca_admin_scope")
+            self.add_error("ca", "Issuing from this CA needs the ca:admin permission on the CA's own "
+                                 "organization or project.")
         if data.get("name"):
             scope = (CertificateTemplate.objects.filter(project=project) if project is not None
                      else CertificateTemplate.objects.filter(organization=organization, project__isnull=True))
@@ -993,6 +950,7 @@ class CertificateTemplateAdmin(ScopedAdmin):
     def get_form(self, request: HttpRequest, obj: CertificateTemplate | None = None, change: bool = False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
         form.access = self.access(request)
+        form.request = request
         return form
 
     def formfield_for_foreignkey(self, db_field, request: HttpRequest, **kwargs):
@@ -1007,7 +965,7 @@ class CertificateTemplateAdmin(ScopedAdmin):
             projects = Project.objects.select_related("organization")
             kwargs["queryset"] = projects if q is None else projects.filter(q)
         elif db_field.name == "ca":
-            q = access.scope_q("ca:read", org_wide_visible=True)
+            q = access.scope_q("ca:admin")  # only CAs the operator may delegate (see TemplateForm.clean)
             cas = CertificateAuthority.objects.filter(status=CAStatus.ACTIVE)
             kwargs["queryset"] = cas if q is None else cas.filter(q)
         elif db_field.name == "approval_policy":
@@ -1019,10 +977,12 @@ class CertificateTemplateAdmin(ScopedAdmin):
     def save_model(self, request: HttpRequest, obj: CertificateTemplate, form: forms.ModelForm, change: bool) -> None:
         if change:
             editable = tuple(f for f in TemplateForm.Meta.fields if f not in ("organization", "project"))
-            services.update_object(reload(obj), changed_values(form, editable), actor=request.user,
+            # The values as CertificateTemplate.clean() left them on ``obj`` (normalised rules).
+            changes = {name: getattr(obj, name) for name in changed_values(form, editable)}
+            core.update_object(reload(obj), changes, actor=request.user,
                                    action="template.updated")
         else:
-            services.create_object(obj, actor=request.user, action="template.created")
+            core.create_object(obj, actor=request.user, action="template.created")
 
     def delete_model(self, request: HttpRequest, obj: CertificateTemplate) -> None:
-        services.delete_object(obj, actor=request.user, action="template.deleted")
+        core.delete_object(obj, actor=request.user, action="template.deleted")

@@ -3,14 +3,24 @@ from __future__ import annotations
 
 import uuid
 
+from typing import Any
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Cast, Lower
 from django.utils import timezone
 
 from mazevault.models import ApprovalPolicy, Organization, Project, UUIDModel
 
+from .patterns import pattern_error
+from .pki import extensions, keys, names
 from .querysets import CertificateQuerySet
+
+SUBJECT_RULE_KEYS = ("required", "pattern", "default")
+CA_ONLY_KEY_USAGES = ("keyCertSign", "cRLSign")
+MAX_PATTERNS_PER_SAN_TYPE = 50
 
 
 class StoredKey(UUIDModel):
@@ -185,6 +195,105 @@ class CertificateTemplate(UUIDModel):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        """The template's rules, one place for every face (the API's serializer and the admin's form
+        both end here). Raises ``ValidationError`` keyed by field, each message saying which part
+        of the field is wrong; normalises ``subject_policy`` rules to ``{required, pattern, default}``.
+
+        Invariants once it passes: every pattern compiles under RE2 (``certificates/patterns.py``),
+        the default key type is one of the allowed ones, min <= default <= max validity, the CA and
+        the approval policy belong to the template's organization (and project, when it has one),
+        and no CA-only key usage is granted to leaf certificates.
+        """
+        errors: dict[str, list[str]] = {}
+
+        def error(field: str, message: str) -> None:
+            errors.setdefault(field, []).append(message)
+
+        algorithms = self.key_algorithms if isinstance(self.key_algorithms, list) else None
+        if not algorithms:
+            error("key_algorithms", "At least one key algorithm.")
+        elif unknown := [k for k in algorithms if k not in keys.KEY_TYPES]:
+            error("key_algorithms", f"Unknown key algorithms {unknown}; allowed: {list(keys.KEY_TYPES)}.")
+        elif self.default_key_type not in algorithms:
+            error("default_key_type", "Must be one of the allowed key algorithms.")
+        if None not in (self.min_validity_days, self.validity_days, self.max_validity_days) and not (
+                self.min_validity_days <= self.validity_days <= self.max_validity_days):
+            error("validity_days", "Must lie between min_validity_days and max_validity_days.")
+        self.subject_policy = self._clean_subject_policy(error)
+        self._clean_san_rules(error)
+        self._clean_usages(error)
+        self._clean_scope(error)
+        if errors:
+            raise ValidationError(errors)
+
+    def _clean_subject_policy(self, error) -> Any:
+        policy = self.subject_policy if self.subject_policy is not None else {}
+        if not isinstance(policy, dict):
+            error("subject_policy", "A JSON object keyed by subject field.")
+            return policy
+        clean: dict[str, dict[str, Any]] = {}
+        for name, rule in policy.items():
+            if name not in names.SUBJECT_FIELDS:
+                error("subject_policy", f"Unknown subject field {name}; allowed: {list(names.SUBJECT_FIELDS)}.")
+                continue
+            rule = rule or {}
+            if not isinstance(rule, dict) or set(rule) - set(SUBJECT_RULE_KEYS):
+                error("subject_policy", f"{name}: only {', '.join(SUBJECT_RULE_KEYS)}.")
+                continue
+            if not isinstance(rule.get("required", False), bool):
+                error("subject_policy", f"{name}.required: true or false.")
+            pattern, default = rule.get("pattern"), rule.get("default")
+            if pattern not in (None, "") and (problem := pattern_error(pattern)):
+                error("subject_policy", f"{name}.pattern: {problem}.")
+            if default not in (None, "") and (not isinstance(default, str) or len(default) > 128):
+                error("subject_policy", f"{name}.default: a string of at most 128 characters.")
+            clean[name] = {"required": bool(rule.get("required", False)), "pattern": pattern or None,
+                           "default": default or None}
+        return clean
+
+    def _clean_san_rules(self, error) -> None:
+        if not isinstance(self.san_types, list) or (unknown := [t for t in self.san_types if t not in names.SAN_KEYS]):
+            error("san_types", f"A list of SAN types out of {list(names.SAN_KEYS)}.")
+        patterns = self.san_patterns if self.san_patterns is not None else {}
+        if not isinstance(patterns, dict):
+            error("san_patterns", "A JSON object keyed by SAN type.")
+            return
+        for key, values in patterns.items():
+            if key not in names.SAN_KEYS:
+                error("san_patterns", f"Unknown SAN type {key}; allowed: {list(names.SAN_KEYS)}.")
+            elif not isinstance(values, list) or len(values) > MAX_PATTERNS_PER_SAN_TYPE:
+                error("san_patterns", f"{key}: a list of at most {MAX_PATTERNS_PER_SAN_TYPE} regular expressions.")
+            else:
+                for index, pattern in enumerate(values):
+                    if problem := pattern_error(pattern):
+                        error("san_patterns", f"{key}[{index}]: {problem}.")
+
+    def _clean_usages(self, error) -> None:
+        usages = self.key_usage if isinstance(self.key_usage, list) else None
+        if usages is None or (unknown := [u for u in usages if u not in extensions.KEY_USAGES]):
+            error("key_usage", f"A list of key usages out of {list(extensions.KEY_USAGES)}.")
+        elif ca_only := sorted(set(CA_ONLY_KEY_USAGES) & set(usages)):
+            error("key_usage", f"{ca_only} are for CA certificates, not templates.")
+        ekus = self.extended_key_usage if isinstance(self.extended_key_usage, list) else None
+        if ekus is None or [u for u in ekus if u not in extensions.EXTENDED_KEY_USAGES]:
+            error("extended_key_usage", f"A list out of {list(extensions.EXTENDED_KEY_USAGES)}.")
+
+    def _clean_scope(self, error) -> None:
+        if self.organization_id is None:
+            return
+        if self.project_id is not None and self.project.organization_id != self.organization_id:
+            error("project", "The project belongs to another organization.")
+            return
+        if self.ca_id is not None and (self.ca.organization_id != self.organization_id
+                                       or (self.ca.project_id and self.ca.project_id != self.project_id)):
+            error("ca", "The CA is not in this template's organization or project.")
+        if self.approval_policy_id is not None:
+            policy = self.approval_policy
+            if policy.project.organization_id != self.organization_id or (
+                    self.project_id is not None and policy.project_id != self.project_id):
+                error("approval_policy", "The approval policy is not in this template's project.")
+
 
 class CertificateStatus(models.TextChoices):
     PENDING_APPROVAL = "pending_approval", "Pending approval"
@@ -220,6 +329,12 @@ class Certificate(UUIDModel):
     common_name = models.CharField(max_length=255, blank=True, default="")
     subject = models.CharField(max_length=1000, blank=True, default="")
     san = models.JSONField(default=list, blank=True)  # flattened display list
+    # The SAN list as lower-case JSON text (``["www.example.com", "10.0.0.1"]``), computed by the
+    # database on every write: the ``san`` (exact, as ``"value"`` with its quotes) and
+    # ``san_contains`` list filters search it, through a pg_trgm GIN index on PostgreSQL
+    # (migration 0005). Never written by the application, so no code path can forget it.
+    san_search = models.GeneratedField(expression=Lower(Cast("san", output_field=models.TextField())),
+                                       output_field=models.TextField(), db_persist=True)
     issuer_cn = models.CharField(max_length=255, blank=True, default="")
     serial_number = models.CharField(max_length=64, null=True, blank=True)
     not_before = models.DateTimeField(null=True, blank=True)
@@ -280,6 +395,10 @@ class Certificate(UUIDModel):
             models.Index(fields=("ca", "-requested_at", "-id"), name="cert_ca_order_idx"),
             models.Index(fields=("status", "-requested_at", "-id"), name="cert_status_order_idx"),
             models.Index(fields=("status", "not_after"), name="cert_status_not_after_idx"),
+            # Lookups by what people copy from a certificate (serial, fingerprint), and the source filter.
+            models.Index(fields=("serial_number",), name="cert_serial_idx"),
+            models.Index(fields=("fingerprint_sha256",), name="cert_fingerprint_idx"),
+            models.Index(fields=("source", "-requested_at", "-id"), name="cert_source_order_idx"),
         ]
 
     def __str__(self) -> str:

@@ -16,8 +16,9 @@ from django.utils import timezone
 
 from certificates.pki import builder, csr as pki_csr, formats, keys, names
 from mazevault import audit
-from mazevault.errors import Conflict, NotFound, PermissionDenied, PolicyViolation, ValidationFailed
+from mazevault.errors import Conflict, DuplicateName, NotFound, PermissionDenied, PolicyViolation, ValidationFailed
 from mazevault.models import ApprovalPolicy, Organization, Project, Severity
+from mazevault.services import unique_or_duplicate, update_object
 from mazevault.rbac import Role
 from mazevault.tenancy import Access
 
@@ -91,8 +92,10 @@ def create_ca(spec: CASpec, *, actor: Any, organization: Organization, project: 
     if not spec.subject.get("common_name"):
         raise ValidationFailed("A CA needs a subject common_name.", details={"field": "subject.common_name"})
     subject = names.build_name(spec.subject)
+    duplicate = "A CA with this name already exists in the organization."
     if CertificateAuthority.objects.filter(organization=organization, name=spec.name).exists():
-        raise_duplicate("A CA with this name already exists in the organization.")
+        # Fast path only (no key generated for nothing); the unique constraint below decides races.
+        raise DuplicateName(duplicate, details={"field": "name"})
     now = timezone.now()
     issuer_cert = issuer_key = None
     if parent is not None:
@@ -124,7 +127,7 @@ def create_ca(spec: CASpec, *, actor: Any, organization: Organization, project: 
         ca_issuers_urls=parent.ca_issuers_urls() if parent else (),
     )
     cert = builder.sign_ca(profile, issuer_cert=issuer_cert, issuer_key=issuer_key or private_key)
-    with transaction.atomic():
+    with unique_or_duplicate(duplicate), transaction.atomic():
         stored = store_private_key(private_key, key_type=spec.key_type)
         ca = CertificateAuthority.objects.create(
             organization=organization, project=project, name=spec.name,
@@ -145,56 +148,6 @@ def create_ca(spec: CASpec, *, actor: Any, organization: Organization, project: 
                               "parent_id": str(parent.pk) if parent else None})
         transaction.on_commit(lambda: signals.ca_created.send(sender=CertificateAuthority, ca_id=ca.pk))
     return ca
-
-
-def raise_duplicate(message: str) -> None:
-    from mazevault.errors import DuplicateName
-    raise DuplicateName(message)
-
-
-def update_object(obj: Any, changes: dict[str, Any], *, actor: Any, action: str,
-                  severity: str = Severity.INFO) -> Any:
-    """Apply plain field changes and audit them (old and new values) in one transaction."""
-    diff = {}
-    for name, value in changes.items():
-        old = getattr(obj, name)
-        if old != value:
-            diff[name] = {"old": old, "new": value}
-            setattr(obj, name, value)
-    if not diff:
-        return obj
-    with transaction.atomic():
-        try:
-            obj.save(update_fields=[*diff.keys(), "updated_at"])
-        except IntegrityError:
-            raise_duplicate("The change conflicts with an existing object (duplicate name).")
-        audit.record(action, actor=actor, entity=obj, severity=severity, details={"changes": diff})
-    return obj
-
-
-def create_object(obj: Any, *, actor: Any, action: str, details: dict[str, Any] | None = None) -> Any:
-    with transaction.atomic():
-        try:
-            with transaction.atomic():
-                obj.save(force_insert=True)
-        except IntegrityError:
-            raise_duplicate("An object with this name already exists.")
-        audit.record(action, actor=actor, entity=obj, details=details or {"name": str(obj)})
-    return obj
-
-
-def delete_object(obj: Any, *, actor: Any, action: str) -> None:
-    from django.db.models import ProtectedError
-
-    entity = (obj._meta.model_name, obj.pk)
-    org_id, project_id = getattr(obj, "organization_id", None), getattr(obj, "project_id", None)
-    with transaction.atomic():
-        try:
-            obj.delete()
-        except ProtectedError:
-            raise Conflict("The object is still in use.") from None
-        audit.record(action, actor=actor, entity=entity, severity=Severity.WARNING,
-                     organization_id=org_id, project_id=project_id, details={"name": str(obj)})
 
 
 # --- Requests ----------------------------------------------------------------------------------
@@ -243,7 +196,7 @@ def _validate_names(template: CertificateTemplate, subject: dict[str, str], sans
     sans = policy.with_cn_in_san(template, subject, sans)
     policy.check_sans(template, sans, violations)
     if not subject.get("common_name") and not any(sans.values()):
-        violations.add("requested_subject.common_name", "a certificate needs a common name or a SAN")
+        violations.add("requested_subject.common_name", "name_required", "a certificate needs a common name or a SAN")
     return names.build_name(subject), names.build_general_names(sans), sans
 
 
@@ -276,16 +229,16 @@ def submit_request(data: RequestInput, *, actor: Any, project: Project,
         # Subject fields the CSR carries beyond the seven known ones would be silently lost: refuse.
         known = {a.oid for a in request.subject if a.oid in names.SUBJECT_FIELDS.values()}
         if len(known) != len({a.oid for a in request.subject}):
-            violations.add("csr_pem", "the CSR subject has attributes MazeVault does not issue")
+            violations.add("csr_pem", "subject_attribute_unsupported", "the CSR subject has attributes MazeVault does not issue")
         if data.requested_cn and subject.get("common_name") and data.requested_cn != subject["common_name"]:
-            violations.add("requested_cn", "requested_cn differs from the CSR's common name")
+            violations.add("requested_cn", "requested_cn_mismatch", "requested_cn differs from the CSR's common name")
     elif data.mode == RequestMode.MAZEVAULT_GENERATED:
         if data.key_storage_mode not in ("", "local"):
             raise ValidationFailed("Only key_storage_mode 'local' is available.", details={"field": "key_storage_mode"})
         subject = dict(data.requested_subject or {})
         if data.requested_cn:
             if subject.get("common_name") and subject["common_name"] != data.requested_cn:
-                violations.add("requested_cn", "requested_cn differs from requested_subject.common_name")
+                violations.add("requested_cn", "requested_cn_mismatch", "requested_cn differs from requested_subject.common_name")
             subject.setdefault("common_name", data.requested_cn)
         requested_sans = {k: list(v) for k, v in (data.requested_san or {}).items()}
         if data.requested_key_algorithm:

@@ -24,7 +24,6 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from certificates.services import create_object, delete_object, update_object
 
 from . import audit, services
 from .errors import DomainError
@@ -209,7 +208,7 @@ class OrganizationAdmin(ScopedAdmin):
 
     def save_model(self, request: HttpRequest, obj: Organization, form: forms.ModelForm, change: bool) -> None:
         if change:
-            update_object(reload(obj), changed_values(form, ("name", "description")), actor=request.user,
+            services.update_object(reload(obj), changed_values(form, ("name", "description")), actor=request.user,
                           action="organization.updated")
         else:
             created = services.create_organization(name=form.cleaned_data["name"],
@@ -280,7 +279,7 @@ class ProjectAdmin(ScopedAdmin):
 
     def save_model(self, request: HttpRequest, obj: Project, form: forms.ModelForm, change: bool) -> None:
         if change:
-            update_object(reload(obj), changed_values(form, ("name", "environment", "description")),
+            services.update_object(reload(obj), changed_values(form, ("name", "environment", "description")),
                           actor=request.user, action="project.updated")
         else:
             data = form.cleaned_data
@@ -290,7 +289,7 @@ class ProjectAdmin(ScopedAdmin):
             adopt(obj, created)
 
     def delete_model(self, request: HttpRequest, obj: Project) -> None:
-        delete_object(obj, actor=request.user, action="project.deleted")
+        services.delete_object(obj, actor=request.user, action="project.deleted")
 
 
 # --- Approval policies --------------------------------------------------------------------------
@@ -352,14 +351,14 @@ class ApprovalPolicyAdmin(ScopedAdmin):
     def save_model(self, request: HttpRequest, obj: ApprovalPolicy, form: forms.ModelForm, change: bool) -> None:
         fields = ("name", "required_approvals", "approver_role", "environments")
         if change:
-            update_object(reload(obj), changed_values(form, fields), actor=request.user,
+            services.update_object(reload(obj), changed_values(form, fields), actor=request.user,
                           action="approval_policy.updated")
         else:
-            create_object(obj, actor=request.user, action="approval_policy.created",
+            services.create_object(obj, actor=request.user, action="approval_policy.created",
                           details={name: form.cleaned_data[name] for name in fields})
 
     def delete_model(self, request: HttpRequest, obj: ApprovalPolicy) -> None:
-        delete_object(obj, actor=request.user, action="approval_policy.deleted")
+        services.delete_object(obj, actor=request.user, action="approval_policy.deleted")
 
 
 # --- Role assignments ---------------------------------------------------------------------------
@@ -375,15 +374,14 @@ class RoleAssignmentForm(forms.ModelForm):
 
     access: Access  # set by RoleAssignmentAdmin.get_form
 
-    def clean_user(self):
-        username = self.cleaned_data["user"].strip()
-        user = get_user_model().objects.filter(username=username).first()
-        if user is None:
-            raise forms.ValidationError("No user with this username.")
-        return user
+    def clean_user(self) -> str:
+        return self.cleaned_data["user"].strip()
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
+        # The username becomes a User below, once the scope is known; until then it is kept out of
+        # cleaned_data so that the model form never assigns a bare string to the foreign key.
+        username = data.pop("user", None)
         organization, project = data.get("organization"), data.get("project")
         if (organization is None) == (project is None):
             raise forms.ValidationError("Choose either an organization or a project, not both.")
@@ -391,11 +389,34 @@ class RoleAssignmentForm(forms.ModelForm):
         if not self.access.has("organization:write", organization_id=org_id,
                                project_id=project.pk if project else None):
             raise forms.ValidationError("You cannot assign roles in this scope.")
+        if username:
+            user = assignable_users(self.access, org_id).filter(username=username).first()
+            if user is None:
+                # The same answer for "no such account" and "an account of another tenant": the
+                # form must not tell one organization's admin who exists elsewhere.
+                self.add_error("user", "No user with this username in this organization (a platform "
+                                       "administrator gives a user in another organization their first role here).")
+                return data
+            data["user"] = user
         user, role = data.get("user"), data.get("role")
         if user is not None and role and RoleAssignment.objects.filter(
                 user=user, role=role, organization=organization, project=project).exists():
             raise forms.ValidationError("This user already holds this role in this scope.")
         return data
+
+
+def assignable_users(access: Access, organization_id: UUID) -> QuerySet:
+    """The accounts an operator may look up by name to give a role in ``organization_id``.
+
+    A superuser sees every account. Anyone else sees the organization's members (a role on it or on
+    one of its projects) and accounts that belong to no organization yet (new sign-ups, never
+    superusers): not the members of other organizations, whose usernames stay invisible."""
+    users = get_user_model().objects.all()
+    if access.is_superuser:
+        return users
+    members = RoleAssignment.objects.filter(Q(organization_id=organization_id)
+                                            | Q(project__organization_id=organization_id)).values("user_id")
+    return users.filter(Q(pk__in=members) | (Q(role_assignments__isnull=True) & Q(is_superuser=False))).distinct()
 
 
 @admin.register(RoleAssignment)

@@ -3,6 +3,20 @@ from __future__ import annotations
 
 from typing import Any
 
+# SQLSTATE 23505 (unique_violation) on PostgreSQL; SQLite reports it in the message only.
+_UNIQUE_SQLSTATE = "23505"
+_SQLITE_UNIQUE = ("UNIQUE constraint failed", "PRIMARY KEY must be unique")
+
+
+def is_unique_violation(exc: BaseException) -> bool:
+    """True when a database ``IntegrityError`` is a unique-constraint violation (a race between two
+    writers of the same name or key), as opposed to a foreign-key or NOT NULL failure (a bug)."""
+    cause = exc.__cause__
+    if getattr(cause, "sqlstate", None) == _UNIQUE_SQLSTATE:
+        return True
+    text = str(exc)
+    return any(marker in text for marker in _SQLITE_UNIQUE)
+
 
 class DomainError(Exception):
     """An error a client can act on: a stable UPPER_SNAKE code, an HTTP status and details."""

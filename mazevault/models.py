@@ -169,10 +169,18 @@ class AuditChainHead(models.Model):
 
 
 class IdempotencyRecord(models.Model):
-    """The first answer to a POST carrying an ``Idempotency-Key`` header, replayed on retries."""
+    """The first answer to a POST carrying an ``Idempotency-Key`` header, replayed on retries.
+
+    ``principal`` is the credential that made the request (``token:<id>`` or ``session``): a replay
+    is for that credential only. While the work runs the row is a claim (``status_code`` 0) that
+    expires at ``locked_until``; the answer is written in the work's own transaction
+    (mazevault/idempotency.py).
+    """
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     key = models.CharField(max_length=255)
+    principal = models.CharField(max_length=64, blank=True, default="")
+    locked_until = models.DateTimeField(null=True, blank=True)
     method = models.CharField(max_length=10)
     path = models.CharField(max_length=500)
     request_hash = models.CharField(max_length=64)

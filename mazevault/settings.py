@@ -213,7 +213,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["mazevault.api.parsers.LimitedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer", "rest_framework.renderers.BrowsableAPIRenderer"],
     "DEFAULT_PAGINATION_CLASS": "mazevault.api.pagination.PagePagination",
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_FILTER_BACKENDS": ["mazevault.api.filtering.StrictFilterBackend"],  # unknown list parameters: 400
     "DEFAULT_SCHEMA_CLASS": "mazevault.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "mazevault.api.exceptions.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
@@ -304,9 +304,14 @@ CELERY_BEAT_SCHEDULE = {
 # --- MazeVault behaviour ----------------------------------------------------------------------
 MAZEVAULT_INTERNAL_SUFFIXES = env_list("MAZEVAULT_INTERNAL_SUFFIXES", [".local", ".internal", ".lan", ".corp"])
 MAZEVAULT_DEMO_ADMIN_PASSWORD = env_str("MAZEVAULT_DEMO_ADMIN_PASSWORD")
+MAZEVAULT_DEMO_OPERATOR_PASSWORD = env_str("MAZEVAULT_DEMO_OPERATOR_PASSWORD")
 MAZEVAULT_IDEMPOTENCY_TTL_HOURS = env_int("MAZEVAULT_IDEMPOTENCY_TTL_HOURS", 24)
+# A claim on an Idempotency-Key whose work has not committed after this long is taken over by a retry.
+MAZEVAULT_IDEMPOTENCY_LEASE_SECONDS = env_int("MAZEVAULT_IDEMPOTENCY_LEASE_SECONDS", 60)
 MAZEVAULT_TOKEN_TOUCH_SECONDS = env_int("MAZEVAULT_TOKEN_TOUCH_SECONDS", 60)
 MAZEVAULT_MAX_TOKEN_DAYS = env_int("MAZEVAULT_MAX_TOKEN_DAYS", 366)
+# A token created without a duration gets this lifetime (never "forever"), capped by the maximum.
+MAZEVAULT_DEFAULT_TOKEN_DAYS = min(env_int("MAZEVAULT_DEFAULT_TOKEN_DAYS", 90), MAZEVAULT_MAX_TOKEN_DAYS)
 MAZEVAULT_TRUSTED_PROXIES = env_int("MAZEVAULT_TRUSTED_PROXIES", 0)
 # A burst of revocations within this many seconds publishes one set of CRLs (docs/crl.md).
 MAZEVAULT_CRL_COALESCE_SECONDS = env_int("MAZEVAULT_CRL_COALESCE_SECONDS", 2)

@@ -1,12 +1,15 @@
 """REST endpoints for CAs, templates and certificates. Thin: parse, check, call a service, render."""
 from __future__ import annotations
 
+import copy
+
 from cryptography.hazmat.primitives.serialization import Encoding
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Prefetch
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import mixins, status
+from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -15,7 +18,7 @@ from rest_framework.views import APIView
 
 from certificates import revocation, services
 from certificates.models import Approval, CAStatus, Certificate, CertificateAuthority, CertificateTemplate
-from mazevault import audit
+from mazevault import audit, services as core
 from mazevault.api.views import RateLimitHeadersMixin, ScopedViewSet
 from mazevault.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from mazevault.idempotency import idempotent
@@ -87,6 +90,10 @@ class CAViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet)
         if parent is not None and parent.organization_id != organization.pk:
             raise NotFound("Parent CA not found.", details={"field": "parent_id"})
         self.require("ca:admin", organization_id=organization.pk, project_id=project.pk if project else None)
+        if parent is not None:
+            # Signing with a CA is administering it: ca:admin on the parent's own scope (an
+            # organization-wide root needs it on the organization), not just on the new CA's project.
+            self.require_ca_use(parent, field="parent_id")
         spec = services.CASpec(
             name=data["name"], subject=data["subject"], key_type=data["key_type"],
             validity_days=data["validity_days"], path_length=data.get("path_length"),
@@ -104,7 +111,7 @@ class CAViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet)
         check_crl_intervals(serializer.validated_data, ca)
         if ca.status == CAStatus.REVOKED and serializer.validated_data.get("status", ca.status) != ca.status:
             raise Conflict("A revoked CA stays revoked.", details={"current_status": ca.status})
-        services.update_object(ca, serializer.validated_data, actor=request.user, action="ca.updated",
+        core.update_object(ca, serializer.validated_data, actor=request.user, action="ca.updated",
                                severity=Severity.WARNING)
         return Response(CASerializer(ca).data)
 
@@ -157,6 +164,11 @@ class CACertificateView(RateLimitHeadersMixin, APIView):
 
 
 # --- Templates -------------------------------------------------------------------------------
+# Model field -> the API's name for it, for errors from CertificateTemplate.clean().
+_API_FIELD = {"ca": "ca_id", "project": "project_id", "approval_policy": "approval_policy_id",
+              "organization": "organization_id"}
+
+
 @extend_schema_view(
     list=extend_schema(summary="List certificate templates", tags=["templates"]),
     retrieve=extend_schema(summary="Get a certificate template", tags=["templates"]),
@@ -206,14 +218,27 @@ class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
         resolved["project"] = project
         return resolved
 
+    def _checked(self, candidate: CertificateTemplate) -> None:
+        """The template rules (``CertificateTemplate.clean``, shared with the admin) and the right to
+        delegate its CA's signing: saving a template whose issuer is CA X needs ca:admin on X's
+        own scope (docs/permissions.md), so project-level template:write cannot point a template
+        (auto-approve, any names) at an organization CA or rewrite one that issues from it."""
+        try:
+            candidate.clean()
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(
+                {_API_FIELD.get(name, name): messages for name, messages in exc.message_dict.items()}) from None
+        self.require_ca_use(candidate.ca, field="ca_id")
+
     def create(self, request: Request, *args, **kwargs) -> Response:
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         resolved = self._resolve(serializer.validated_data)
         self.require("template:write", organization_id=resolved["organization_id"],
                      project_id=resolved["project"].pk if resolved["project"] else None)
-        template = services.create_object(CertificateTemplate(**resolved), actor=request.user,
-                                          action="template.created")
+        candidate = CertificateTemplate(**resolved)
+        self._checked(candidate)
+        template = core.create_object(candidate, actor=request.user, action="template.created")
         return Response(self.get_serializer(template).data, status=status.HTTP_201_CREATED)
 
     def update(self, request: Request, *args, **kwargs) -> Response:
@@ -224,7 +249,12 @@ class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
         resolved = self._resolve(serializer.validated_data, instance=template)
         resolved.pop("organization_id")
         resolved.pop("project")
-        services.update_object(template, resolved, actor=request.user, action="template.updated")
+        candidate = copy.copy(template)
+        for name, value in resolved.items():
+            setattr(candidate, name, value)
+        self._checked(candidate)
+        changes = {name: getattr(candidate, name) for name in resolved}  # as normalised by clean()
+        core.update_object(template, changes, actor=request.user, action="template.updated")
         return Response(self.get_serializer(template).data)
 
     def destroy(self, request: Request, *args, **kwargs) -> Response:
@@ -233,7 +263,7 @@ class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
         if template.certificates.exists():
             from mazevault.errors import Conflict
             raise Conflict("Certificates were issued from this template; disable it (is_active=false) instead.")
-        services.delete_object(template, actor=request.user, action="template.deleted")
+        core.delete_object(template, actor=request.user, action="template.deleted")
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -295,7 +325,10 @@ class CertificateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scope
                                "Supports the Idempotency-Key header.")
     @action(detail=False, methods=["post"], url_path="csr")
     def csr(self, request: Request) -> Response:
-        return idempotent(request, lambda: self._submit(request))
+        # A replay is shown only to a caller who may still read the certificate it created.
+        return idempotent(request, lambda: self._submit(request),
+                          may_replay=lambda body: isinstance(body, dict) and self.get_queryset().filter(
+                              pk=body.get("id")).exists())
 
     def _submit(self, request: Request) -> Response:
         serializer = CSRSubmitSerializer(data=request.data)

@@ -7,6 +7,7 @@ for decryption or key parsing. Keys are immutable once stored, so the cache neve
 """
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from dataclasses import dataclass
@@ -15,8 +16,14 @@ from cryptography.hazmat.primitives import serialization
 from django.conf import settings
 
 from certificates.pki import envelope, keys
+from certificates.pki.errors import PKIError
+from mazevault.errors import Conflict
 
+from ..errors import KeyUnavailable
 from ..models import StoredKey
+from . import health
+
+logger = logging.getLogger(__name__)
 
 
 def _keks() -> dict[str, bytes]:
@@ -42,9 +49,28 @@ def store_private_key(private_key, *, key_type: str | None = None) -> StoredKey:
 
 
 def load_private_key(stored: StoredKey):
-    if stored.storage != StoredKey.Storage.LOCAL or not stored.sealed:
-        raise ValueError("key is not held locally")
-    der = envelope.open_sealed(bytes(stored.sealed), keks=_keks(), aad=str(stored.id).encode())
+    """The private key of ``stored``, decrypted in memory.
+
+    Raises ``Conflict`` (409) for a key in external custody, which this release cannot use, and
+    ``KeyUnavailable`` (503) when no configured KEK opens it: a server fault, logged with the key's
+    id and KEK id (never key material) and reported by health (``keystore`` component).
+    """
+    if stored.storage != StoredKey.Storage.LOCAL:
+        raise Conflict("This private key is held in an external secret manager; this release signs and "
+                       "exports only keys held in its own encrypted store.",
+                       details={"reason": "key_held_externally", "key_id": str(stored.pk)})
+    if not stored.sealed:
+        logger.error("stored key %s has no sealed material", stored.pk)
+        health.note_failure("key_material_missing")
+        raise KeyUnavailable()
+    try:
+        der = envelope.open_sealed(bytes(stored.sealed), keks=_keks(), aad=str(stored.id).encode())
+    except PKIError:
+        known = stored.kek_id in _keks()
+        logger.error("stored key %s (KEK id %s, %s) could not be decrypted", stored.pk, stored.kek_id or "?",
+                     "configured" if known else "not among the configured KEKs")
+        health.note_failure("decrypt_failed")
+        raise KeyUnavailable() from None
     return keys.load_private_key(der)
 
 

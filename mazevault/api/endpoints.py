@@ -13,12 +13,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from mazevault import services
+from mazevault import health, services
 from mazevault.errors import NotFound, PermissionDenied
 from mazevault.filters import AuditEventFilter, ProjectFilter
 from mazevault.models import ApiToken, ApprovalPolicy, AuditEvent, Organization, Project
 from mazevault.throttling import AuthRateThrottle
-from certificates.services import create_object, delete_object, update_object
 
 from .serializers import (ApprovalPolicySerializer, AuditEventSerializer, HealthSerializer, OrganizationSerializer,
                           ProjectSerializer, ProjectUpdateSerializer, TokenCreatedSerializer,
@@ -59,7 +58,7 @@ class OrganizationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixi
         self.require("organization:write", organization_id=org.pk)
         serializer = self.get_serializer(org, data=request.data)
         serializer.is_valid(raise_exception=True)
-        update_object(org, serializer.validated_data, actor=request.user, action="organization.updated")
+        services.update_object(org, serializer.validated_data, actor=request.user, action="organization.updated")
         return Response(self.get_serializer(org).data)
 
 
@@ -97,13 +96,13 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
         self.require("project:write", organization_id=project.organization_id, project_id=project.pk)
         serializer = ProjectUpdateSerializer(project, data=request.data, partial=kwargs.get("partial", False))
         serializer.is_valid(raise_exception=True)
-        update_object(project, serializer.validated_data, actor=request.user, action="project.updated")
+        services.update_object(project, serializer.validated_data, actor=request.user, action="project.updated")
         return Response(self.get_serializer(project).data)
 
     def destroy(self, request: Request, *args, **kwargs) -> Response:
         project = self.get_object()
         self.require("project:write", organization_id=project.organization_id)
-        delete_object(project, actor=request.user, action="project.deleted")
+        services.delete_object(project, actor=request.user, action="project.deleted")
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -149,7 +148,7 @@ class ApprovalPolicyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mi
         self._require_write(project)
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        policy = create_object(ApprovalPolicy(project=project, **serializer.validated_data), actor=request.user,
+        policy = services.create_object(ApprovalPolicy(project=project, **serializer.validated_data), actor=request.user,
                                action="approval_policy.created", details=serializer.data)
         return Response(self.get_serializer(policy).data, status=status.HTTP_201_CREATED)
 
@@ -158,13 +157,13 @@ class ApprovalPolicyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mi
         self._require_write(policy.project)
         serializer = self.get_serializer(policy, data=request.data)
         serializer.is_valid(raise_exception=True)
-        update_object(policy, serializer.validated_data, actor=request.user, action="approval_policy.updated")
+        services.update_object(policy, serializer.validated_data, actor=request.user, action="approval_policy.updated")
         return Response(self.get_serializer(policy).data)
 
     def destroy(self, request: Request, *args, **kwargs) -> Response:
         policy = self.get_object()
         self._require_write(policy.project)
-        delete_object(policy, actor=request.user, action="approval_policy.deleted")
+        services.delete_object(policy, actor=request.user, action="approval_policy.deleted")
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -192,12 +191,16 @@ class TokenViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, mixins.Destro
         serializer = TokenCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        current = getattr(request.auth, "scopes", None)
-        if current and not set(data["scopes"] or []).issubset(current) or (current and not data["scopes"]):
+        # The calling credential, when it is a token (session logins have none): duck-typed, so a
+        # cached token object of the authentication layer serves as well as the model row.
+        auth = request.auth
+        creator = auth if auth is not None and hasattr(auth, "scopes") and hasattr(auth, "expires_at") else None
+        try:
+            token, raw = services.create_token(user=request.user, name=data["name"], scopes=data["scopes"],
+                                               duration=data["duration"], actor=request.user, creator=creator)
+        except PermissionDenied:
             deny(request, "token:scopes")  # audit the refusal like every other denial
-            raise PermissionDenied("A scoped token can only mint tokens with a subset of its scopes.")
-        token, raw = services.create_token(user=request.user, name=data["name"], scopes=data["scopes"],
-                                           duration=data["duration"], actor=request.user)
+            raise
         body = TokenSerializer(token).data
         body["token"] = raw
         return Response(body, status=status.HTTP_201_CREATED)
@@ -234,18 +237,25 @@ class HealthView(RateLimitHeadersMixin, APIView):
     throttle_classes: list = []
 
     @extend_schema(summary="Service health", tags=["health"], auth=[],
-                   responses={200: HealthSerializer, 503: HealthSerializer})
+                   responses={200: HealthSerializer, 503: HealthSerializer},
+                   description="503 when this process cannot serve (the database is unreachable); a failing "
+                               "non-essential component (broker, key store) is 200 with status degraded.")
     def get(self, request: Request) -> Response:
         components = {"database": _check_database(), "broker": _check_broker()}
+        for name, check in health.registered().items():
+            components[name] = _timed(check)
         healthy = all(c["status"] == "ok" for c in components.values())
         body = {"status": "ok" if healthy else "degraded", "version": settings.VERSION, "components": components}
-        return Response(body, status=200 if healthy else 503)
+        # DESIGN.md: load balancers route on this, so only "cannot serve at all" is a 503.
+        return Response(body, status=503 if components["database"]["status"] != "ok" else 200)
 
 
 def _timed(check) -> dict:
     started = time.perf_counter()
     try:
         detail = check() or {}
+    except health.ComponentDown as exc:
+        return {"status": "down", "error": exc.reason}
     except Exception as exc:  # the edge: a health probe reports, never raises
         return {"status": "down", "error": exc.__class__.__name__}
     return {"status": "ok", "latency_ms": round((time.perf_counter() - started) * 1000, 2), **detail}

@@ -1,22 +1,28 @@
 """THE error handler: every REST error leaves as ``{"error": CODE, "message": text, "details": {…}}``.
 
-DRF exceptions, ``DomainError`` from services and ``PKIError`` from the pure PKI layer all map
-here, and nowhere else. Anything unexpected becomes a 500 with a generic message (the detail goes
-to the log, never to the client), but client input must never reach that branch.
+DRF exceptions, ``DomainError`` from services, Django's model ``ValidationError`` (a rule in a
+model's ``clean()``) and a unique-constraint race all map here, and nowhere else. Apps whose
+layers raise errors of their own (the certificates app's pure PKI layer) register a translator
+into a ``DomainError`` with ``register_translator`` when they load: the core imports no app.
+Anything unexpected becomes a 500 with a generic message (the detail goes to the log, never to
+the client), but client input must never reach that branch. A ``DomainError`` with a 5xx status
+(a server fault such as a KEK that opens no key) is logged, and its message is generic.
 """
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied, RequestDataTooBig, SuspiciousOperation
+from django.core.exceptions import (PermissionDenied as DjangoPermissionDenied, RequestDataTooBig,
+                                    SuspiciousOperation, ValidationError as DjangoValidationError)
+from django.db import IntegrityError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from certificates.pki.errors import PKIError
-from mazevault.errors import DomainError
+from mazevault.errors import Conflict, DomainError, ValidationFailed, is_unique_violation
 
 from .parsers import PayloadTooLarge
 
@@ -33,8 +39,31 @@ _DRF_CODES = {
     exceptions.Throttled: ("RATE_LIMITED", None),
 }
 
-PKI_STATUS = {"INVALID_FORMAT": 400, "INVALID_CSR": 400, "WRONG_PASSWORD": 400, "VALIDATION_ERROR": 400,
-              "WEAK_KEY": 422, "UNSUPPORTED_KEY": 422}
+_TRANSLATORS: list[tuple[type[BaseException], Callable[[Any], DomainError]]] = []
+
+
+def register_translator(exc_type: type[BaseException], translate: Callable[[Any], DomainError]) -> None:
+    """Render ``exc_type`` (and subclasses) as the ``DomainError`` that ``translate`` returns."""
+    if all(klass is not exc_type for klass, _ in _TRANSLATORS):
+        _TRANSLATORS.append((exc_type, translate))
+
+
+def _translated(exc: Exception) -> Exception:
+    for klass, translate in _TRANSLATORS:
+        if isinstance(exc, klass):
+            return translate(exc)
+    if isinstance(exc, DjangoValidationError):
+        if hasattr(exc, "error_dict"):
+            fields = {name: [str(m) for m in messages] for name, messages in exc.message_dict.items()}
+        else:
+            fields = {"non_field_errors": [str(m) for m in exc.messages]}
+        first = next(iter(fields))
+        return ValidationFailed(f"{first}: {fields[first][0]}", details={"fields": fields})
+    if isinstance(exc, IntegrityError) and is_unique_violation(exc):
+        # The backstop for a uniqueness race a service did not name (services use
+        # unique_or_duplicate to say which field): two writers, one wins, the other is told.
+        return Conflict("The request conflicts with an existing object.", details={"reason": "unique_violation"})
+    return exc
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -70,14 +99,14 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
 
+    exc = _translated(exc)
+
     headers: dict[str, str] = {}
     if isinstance(exc, DomainError):
         body, code = error_body(exc.code, exc.message, exc.details), exc.status
-    elif isinstance(exc, PKIError):
-        details = dict(exc.details)
-        if exc.field:
-            details.setdefault("field", exc.field)
-        body, code = error_body(exc.code, exc.message, details), PKI_STATUS.get(exc.code, 400)
+        if code >= 500:
+            logger.error("server fault answered %s %s: %s", code, exc.code, exc.message)
+            headers["Retry-After"] = "30"
     elif isinstance(exc, exceptions.ValidationError):
         fields = _flatten(exc.detail)
         first = next(iter(fields), "")

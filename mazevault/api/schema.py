@@ -51,7 +51,8 @@ class ErrorSerializer(serializers.Serializer):
 
 
 _ERRORS = {
-    "400": "Malformed input (VALIDATION_ERROR, INVALID_FORMAT, INVALID_CSR).",
+    "400": "Malformed input (VALIDATION_ERROR; INVALID_FORMAT for an unparsable CSR or a bad signature, "
+           "details.reason says which). An unknown query parameter of a list is a VALIDATION_ERROR naming it.",
     "401": "Missing, invalid or expired credentials (AUTH_REQUIRED, AUTH_INVALID, AUTH_EXPIRED).",
     "403": "The token lacks the permission (PERMISSION_DENIED).",
     "404": "Unknown id, or an object of another tenant (RESOURCE_NOT_FOUND).",
@@ -63,7 +64,8 @@ _WRITE_ERRORS = {
     "409": "State conflict or duplicate (RESOURCE_CONFLICT, DUPLICATE_NAME).",
     "413": "Payload too large (PAYLOAD_TOO_LARGE).",
     "415": "Unsupported media type.",
-    "422": "Policy violation (POLICY_VIOLATION, WEAK_KEY, UNSUPPORTED_KEY).",
+    "422": "Policy violation (POLICY_VIOLATION: a weak or unsupported key or any template rule; "
+           "details.violations lists each with its field and stable code, docs/errors.md).",
 }
 
 
@@ -113,3 +115,4 @@ class AutoSchema(SpectacularAutoSchema):
                 if code == "429":
                     headers.update(_RETRY_AFTER)
         return operation
+

@@ -53,7 +53,9 @@ class TokenCreateSerializer(StrictSerializer):
     scopes = serializers.ListField(child=serializers.ChoiceField(choices=PERMISSIONS), required=False, default=list,
                                    max_length=len(PERMISSIONS))
     duration = serializers.RegexField(r"^[1-9]\d{0,5}[smhdw]$", required=False, allow_null=True, default=None,
-                                      help_text="Lifetime such as 30m, 24h, 90d; omitted: no expiry.")
+                                      help_text="Lifetime such as 30m, 24h, 90d; omitted: MAZEVAULT_DEFAULT_TOKEN_DAYS. "
+                                                "Never beyond MAZEVAULT_MAX_TOKEN_DAYS, nor beyond the expiry of "
+                                                "the token making the call.")
 
 
 class TokenSerializer(serializers.ModelSerializer):

@@ -64,6 +64,17 @@ class ScopedViewSet(RateLimitHeadersMixin, viewsets.GenericViewSet):
             raise NotFound("Not found.") from None
         return super().get_object()
 
+    def require_ca_use(self, ca: Any, *, field: str) -> None:
+        """Using ``ca`` to sign (as a new CA's parent, as a template's issuer) needs ``ca:admin`` on the
+        CA's own organization/project: holding it on some project of the organization is not enough
+        for an organization-wide CA. A refusal is audited and names ``field``."""
+        if not self.access.has("ca:admin", organization_id=ca.organization_id, project_id=ca.project_id):
+            error = deny(self.request, "ca:admin", organization_id=ca.organization_id, project_id=ca.project_id,
+                         entity=ca)
+            error.details["field"] = field
+            error.details["reason"] = "ca_outside_your_ca_admin_scope"
+            raise error
+
     def require(self, permission: str, *, obj: Any = None, organization_id: Any = None,
                 project_id: Any = None) -> None:
         if obj is not None:

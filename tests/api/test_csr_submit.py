@@ -166,14 +166,15 @@ def test_subject_pattern_and_required_san(tenant):
                                                                    "requested_san", "requested_subject.common_name"}
 
 
-def test_broken_signature_is_invalid_csr(tenant):
+def test_broken_signature_is_invalid_format(tenant):
     csr = x509.load_pem_x509_csr(make_csr("client-sig").encode())
     der = bytearray(csr.public_bytes(serialization.Encoding.DER))
     at = der.find(b"client-sig")
     der[at + len("client-sig") - 1] = ord("x")  # same length, still parses, signature no longer matches
     tampered = x509.load_der_x509_csr(bytes(der)).public_bytes(serialization.Encoding.PEM).decode()
     with unchanged():
-        assert_error(submit(tenant.client(), tenant, csr_pem=tampered), 400, "INVALID_CSR", "csr_pem")
+        body = assert_error(submit(tenant.client(), tenant, csr_pem=tampered), 400, "INVALID_FORMAT", "csr_pem")
+    assert body["details"]["reason"] == "csr_signature_invalid"
 
 
 @pytest.mark.parametrize("csr_pem", [
@@ -227,7 +228,7 @@ def test_wrong_types_are_400_naming_the_field(tenant, change, field):
 
 
 @pytest.mark.parametrize("change, status, code, field", [
-    ({"requested_key_algorithm": "RSA", "requested_key_size": 1024}, 422, "UNSUPPORTED_KEY", "requested_key_size"),
+    ({"requested_key_algorithm": "RSA", "requested_key_size": 1024}, 422, "POLICY_VIOLATION", "requested_key_size"),
     ({"requested_key_size": 2048}, 400, "VALIDATION_ERROR", "requested_key_algorithm"),
     ({"key_storage_mode": "external"}, 400, "VALIDATION_ERROR", "key_storage_mode"),
     ({"requested_subject": {"common_name": "other"}}, 422, "POLICY_VIOLATION", "requested_cn"),
@@ -247,6 +248,43 @@ def test_azure_key_vault_mode_is_not_available_yet(tenant):
                                         format="json")
     body = assert_error(response, 400, "VALIDATION_ERROR", "csr_source_mode")
     assert "not available" in body["message"]
+
+
+def test_unparsable_csr_is_invalid_format_with_a_reason(tenant):
+    with unchanged():
+        response = submit(tenant.client(), tenant, csr_pem="-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n"
+                                                           "-----END CERTIFICATE REQUEST-----\n")
+    body = assert_error(response, 400, "INVALID_FORMAT", "csr_pem")
+    assert body["details"]["reason"] == "unparsable"
+
+
+@pytest.mark.parametrize("key_type, code", [("rsa-1024", "key_too_small"), ("dsa", "unsupported_key")])
+def test_weak_or_unsupported_csr_key_is_a_policy_violation(tenant, key_type, code):
+    """Top-level codes come from DESIGN.md's list: the key problem is a sub-code of POLICY_VIOLATION."""
+    from cryptography.hazmat.primitives.asymmetric import dsa
+    from cryptography.x509.oid import NameOID
+
+    key = (rsa.generate_private_key(65537, 1024) if key_type == "rsa-1024"
+           else dsa.generate_private_key(2048))
+    request = (x509.CertificateSigningRequestBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "weak")]))
+               .sign(key, hashes.SHA256()))
+    with unchanged():
+        response = submit(tenant.client(), tenant, csr_pem=request.public_bytes(serialization.Encoding.PEM).decode())
+    body = assert_error(response, 422, "POLICY_VIOLATION", "csr_pem")
+    assert [v["code"] for v in body["details"]["violations"]] == [code], body
+
+
+def test_every_policy_violation_has_a_stable_code(tenant):
+    with unchanged():
+        response = submit(tenant.client(), tenant, "web-server", csr_source_mode="mazevault_generated",
+                          requested_cn="www.acme.test", requested_subject={"country": "us"},
+                          requested_san={"dns_names": ["*.acme.test"], "email_addresses": ["a@acme.test"]})
+    body = assert_error(response, 422, "POLICY_VIOLATION")
+    codes = {(v["field"], v["code"]) for v in body["details"]["violations"]}
+    assert ("requested_subject.country", "subject_pattern_mismatch") in codes, codes
+    assert ("requested_san.email_addresses", "san_type_not_allowed") in codes, codes
+    assert all(set(v) == {"field", "code", "message"} for v in body["details"]["violations"])
 
 
 def test_requested_cn_must_match_the_uploaded_csr(tenant):

@@ -146,3 +146,57 @@ def test_auth_rate_limit_on_token_creation(tenant, settings):
         response = client.post(URL, {"name": "c"}, format="json")
     assert_error(response, 429, "RATE_LIMITED")
     assert int(response["Retry-After"]) >= 1
+
+
+# --- Defect 2: every token expires, and a token cannot mint a longer-lived or broader one ---------
+def _expiry(body: dict) -> timedelta:
+    return ApiToken.objects.get(pk=body["id"]).expires_at - timezone.now()
+
+
+def test_token_without_duration_gets_the_default_lifetime(tenant, settings):
+    settings.MAZEVAULT_DEFAULT_TOKEN_DAYS = 30
+    body = tenant.client().post(URL, {"name": "no-duration"}, format="json").json()
+    assert abs(_expiry(body) - timedelta(days=30)) < timedelta(minutes=1)
+    assert body["expires_at"] is not None
+
+
+def test_token_duration_above_the_maximum_is_refused(tenant, settings):
+    settings.MAZEVAULT_MAX_TOKEN_DAYS = 10
+    with unchanged():
+        body = assert_error(tenant.client().post(URL, {"name": "long", "duration": "11d"}, format="json"), 400,
+                            "VALIDATION_ERROR", "duration")
+    assert body["details"]["reason"] == "exceeds_maximum"
+
+
+def test_token_cannot_outlive_the_token_that_mints_it(tenant):
+    short = tenant.client().post(URL, {"name": "short", "duration": "2h"}, format="json").json()
+    minted_by_short = tenant.client(short["token"])
+    with unchanged():
+        body = assert_error(minted_by_short.post(URL, {"name": "longer", "duration": "30d"}, format="json"), 400,
+                            "VALIDATION_ERROR", "duration")
+    assert body["details"]["reason"] == "exceeds_creator_token"
+    # Without a duration it gets the default, shortened to the creator's own expiry.
+    child = minted_by_short.post(URL, {"name": "child"}, format="json")
+    assert child.status_code == 201, child.json()
+    parent_expiry = ApiToken.objects.get(pk=short["id"]).expires_at
+    assert ApiToken.objects.get(pk=child.json()["id"]).expires_at == parent_expiry
+    # A shorter explicit duration is fine.
+    assert minted_by_short.post(URL, {"name": "briefer", "duration": "1h"}, format="json").status_code == 201
+
+
+def test_scoped_token_denial_names_what_it_does_not_hold(tenant):
+    raw = tenant.client().post(URL, {"name": "reader", "scopes": ["certificate:read"]}, format="json").json()["token"]
+    seq = last_seq()
+    response = tenant.client(raw).post(URL, {"name": "wider", "scopes": ["certificate:read", "ca:admin"]},
+                                       format="json")
+    body = assert_error(response, 403, "PERMISSION_DENIED")
+    assert body["details"]["not_held"] == ["ca:admin"]
+    assert [e.action for e in events_since(seq)] == ["rbac.permission.denied"]
+
+
+def test_create_token_service_always_sets_an_expiry(tenant, settings):
+    from mazevault import services
+
+    settings.MAZEVAULT_DEFAULT_TOKEN_DAYS = 7
+    token, _ = services.create_token(user=tenant.admin, name="svc", actor="test")
+    assert abs(token.expires_at - timezone.now() - timedelta(days=7)) < timedelta(minutes=1)

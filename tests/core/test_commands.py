@@ -13,8 +13,8 @@ from certificates.models import CertificateAuthority, CertificateTemplate
 from mazevault.models import ApiToken, ApprovalPolicy, Organization, Project, RoleAssignment, hash_token
 from tests.conftest import make_csr
 
-KEYS = {"token", "admin_username", "admin_password", "organization_id", "project_id", "root_ca_id", "issuing_ca_id",
-        "template_ids"}
+KEYS = {"token", "admin_username", "admin_password", "operator_username", "operator_password", "operator_token",
+        "organization_id", "project_id", "root_ca_id", "issuing_ca_id", "template_ids"}
 
 
 def bootstrap(*args: str) -> dict:
@@ -30,7 +30,7 @@ def counts() -> dict:
                                                     ApprovalPolicy, RoleAssignment, get_user_model())}
 
 
-def client(token: str) -> APIClient:
+def client_for(token: str) -> APIClient:
     c = APIClient()
     c.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     return c
@@ -62,7 +62,7 @@ def test_bootstrap_demo_creates_a_working_tenant(settings):
     assert {t.ca_id for t in templates.values()} == {issuing.pk}
     assert ApprovalPolicy.objects.get(project=project).required_approvals == 1
     # The token works: a client-auth request is issued at once, a web-server one waits for approval.
-    api = client(first["token"])
+    api = client_for(first["token"])
     response = api.post("/api/v1/certificates/csr", {
         "template_id": first["template_ids"]["client-auth"], "project_id": first["project_id"],
         "csr_source_mode": "uploaded", "csr_pem": make_csr("demo-client")}, format="json")
@@ -77,18 +77,61 @@ def test_bootstrap_demo_creates_a_working_tenant(settings):
 @pytest.mark.django_db
 def test_bootstrap_demo_is_idempotent():
     first = bootstrap()
-    assert first["admin_password"]
+    assert first["admin_password"] and first["operator_password"]
     before = counts()
     second = bootstrap()
     assert counts() == before
-    assert "admin_password" not in second
-    for key in KEYS - {"token", "admin_password"}:
+    assert "admin_password" not in second and "operator_password" not in second
+    for key in KEYS - {"token", "admin_password", "operator_token", "operator_password"}:
         assert second[key] == first[key], key
     assert second["token"] != first["token"]
-    assert client(second["token"]).get("/api/v1/projects").status_code == 200
+    assert client_for(second["token"]).get("/api/v1/projects").status_code == 200
     # Only the newest demo token stays valid.
-    assert client(first["token"]).get("/api/v1/projects").status_code == 401
+    assert client_for(first["token"]).get("/api/v1/projects").status_code == 401
     assert ApiToken.objects.get(token_hash=hash_token(first["token"])).revoked_at is not None
+    assert client_for(first["operator_token"]).get("/api/v1/projects").status_code == 401
+    assert client_for(second["operator_token"]).get("/api/v1/projects").status_code == 200
+
+
+@pytest.mark.django_db
+def test_bootstrap_demo_operator_approves_what_admin_submitted(settings, client):
+    """The README's walk-through: the admin submits, the operator (certificate_manager, console
+    login, password printed) approves; in the API and in the console."""
+    settings.MAZEVAULT_DEMO_OPERATOR_PASSWORD = "operator-pass-123"
+    demo = bootstrap()
+    assert demo["operator_username"] == "operator" and demo["operator_password"] == "operator-pass-123"
+    operator = get_user_model().objects.get(username="operator")
+    assert operator.is_staff and not operator.is_superuser and operator.check_password("operator-pass-123")
+    assert RoleAssignment.objects.filter(user=operator, role="certificate_manager",
+                                         organization_id=demo["organization_id"]).exists()
+    tokens = ApiToken.objects.filter(user=operator, revoked_at__isnull=True)
+    assert tokens.count() == 1 and tokens.get().expires_at is not None
+
+    def request(cn: str) -> str:
+        response = client_for(demo["token"]).post("/api/v1/certificates/csr", {
+            "template_id": demo["template_ids"]["web-server"], "project_id": demo["project_id"],
+            "csr_source_mode": "uploaded", "csr_pem": make_csr(cn, dns=[cn])}, format="json")
+        assert response.status_code == 201 and response.json()["status"] == "pending_approval"
+        return response.json()["id"]
+
+    # API: the admin may not approve their own request; the operator may.
+    first = request("api.demo.test")
+    assert client_for(demo["token"]).post(f"/api/v1/certificates/{first}/approve", {}, format="json").status_code == 403
+    approved = client_for(demo["operator_token"]).post(f"/api/v1/certificates/{first}/approve", {}, format="json")
+    assert approved.status_code == 200 and approved.json()["status"] == "active"
+    # Console: the operator logs in with the printed password and approves from the request's page.
+    second = request("console.demo.test")
+    assert client.login(username="operator", password="operator-pass-123")
+    page = client.post(f"/admin/certificates/certificate/{second}/approve/", {"comment": "ok"})
+    assert page.status_code == 302
+    assert client_for(demo["token"]).get(f"/api/v1/certificates/{second}").json()["status"] == "active"
+
+
+def test_run_embedded_offers_the_key_types_bootstrap_demo_accepts():
+    from certificates.management.commands import bootstrap_demo
+    from mazevault.management.commands import run_embedded
+
+    assert sorted(run_embedded.DEMO_KEY_TYPES) == sorted(bootstrap_demo.KEY_TYPES)
 
 
 @pytest.mark.django_db
@@ -112,7 +155,7 @@ def test_create_token_with_a_project_role(tenant):
     bob = get_user_model().objects.get(username="bob")
     assert RoleAssignment.objects.filter(user=bob, role="user", project=tenant.project).exists()
     assert ApiToken.objects.get(token_hash=hash_token(raw)).user == bob
-    api = client(raw)
+    api = client_for(raw)
     assert api.get("/api/v1/certificates").status_code == 200
     assert [p["id"] for p in api.get("/api/v1/projects").json()["data"]] == [str(tenant.project.pk)]
     denied = api.put(f"/api/v1/projects/{tenant.project.pk}", {"name": "x"}, format="json")
@@ -123,7 +166,7 @@ def test_create_token_for_an_existing_user_without_role(tenant):
     raw = create_token("--user", tenant.admin.username, "--duration", "1h")
     token = ApiToken.objects.get(token_hash=hash_token(raw))
     assert token.user == tenant.admin and token.expires_at is not None
-    assert client(raw).get("/api/v1/organizations").json()["data"][0]["id"] == str(tenant.org.pk)
+    assert client_for(raw).get("/api/v1/organizations").json()["data"][0]["id"] == str(tenant.org.pk)
 
 
 @pytest.mark.parametrize("args, message", [

@@ -27,7 +27,7 @@ from tests.conftest import ROOT, make_csr
 # Settings that would point the subprocess at the session's servers or secrets; the embedded run gets none.
 _SCRUBBED = ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "CELERY_TASK_ALWAYS_EAGER", "REDIS_URL",
              "MAZEVAULT_TESTING", "MAZEVAULT_KEK", "MAZEVAULT_OLD_KEKS", "DJANGO_SECRET_KEY", "MAZEVAULT_ENV",
-             "MAZEVAULT_PUBLIC_URL", "MAZEVAULT_DEMO_ADMIN_PASSWORD", "PORT", "STATIC_ROOT",
+             "MAZEVAULT_PUBLIC_URL", "MAZEVAULT_DEMO_ADMIN_PASSWORD", "MAZEVAULT_DEMO_OPERATOR_PASSWORD", "PORT", "STATIC_ROOT",
              "MAZEVAULT_EXPIRY_SWEEP_MINUTES")
 START_TIMEOUT = 120.0
 
@@ -151,6 +151,12 @@ def test_run_embedded_serves_the_api_and_beat_expires_certificates_in_the_worker
     template = supervisor.wait_for(r"export MV_TEMPLATE=(\S+)", 5).group(1)
     assert re.search(rf"Admin:\s+http://localhost:{supervisor.port}/admin/", supervisor.output)
     assert re.search(r"Password:\s+\S+\s+\(shown once", supervisor.output), "a new admin's password is printed"
+    # The README's quick start runs on any port: the banner exports the base URL it uses.
+    assert supervisor.wait_for(r"export MV_URL=(\S+)", 5).group(1) == f"http://localhost:{supervisor.port}"
+    assert re.search(r"Operator:\s+operator", supervisor.output)
+    assert len(re.findall(r"Password:\s+\S+\s+\(shown once", supervisor.output)) == 2, "both passwords printed"
+    operator_token = supervisor.wait_for(r"export MV_OPERATOR_TOKEN=(mv_pat_\S+)", 5).group(1)
+    web_template = supervisor.wait_for(r"export MV_WEB_TEMPLATE=(\S+)", 5).group(1)
 
     status, body = supervisor.request("GET", "/api/v1/health")
     health = json.loads(body)
@@ -166,6 +172,16 @@ def test_run_embedded_serves_the_api_and_beat_expires_certificates_in_the_worker
     issued = json.loads(body)
     assert status == 201, issued
     assert issued["status"] == "active"
+
+    # The README's walk-through: submitted by admin, approved by operator.
+    status, body = supervisor.request("POST", "/api/v1/certificates/csr", token, {
+        "template_id": web_template, "project_id": project, "csr_source_mode": "uploaded_csr",
+        "csr_pem": make_csr("www.embedded.test", dns=["www.embedded.test"])})
+    pending = json.loads(body)
+    assert status == 201 and pending["status"] == "pending_approval", pending
+    assert supervisor.request("POST", f"/api/v1/certificates/{pending['id']}/approve", token, {})[0] == 403
+    status, body = supervisor.request("POST", f"/api/v1/certificates/{pending['id']}/approve", operator_token, {})
+    assert status == 200 and json.loads(body)["status"] == "active", body
 
     # Backdate it from another process, as time would; beat (every 2 s) queues the sweep, the worker runs it.
     supervisor.manage("shell", "-c", (

@@ -1,4 +1,7 @@
-"""Print a new API token for a user (created if missing), optionally granting a role first."""
+"""Print a new API token for a user (created if missing), optionally granting a role first.
+
+The token expires like every token: after --duration, or MAZEVAULT_DEFAULT_TOKEN_DAYS without one.
+"""
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
@@ -21,7 +24,7 @@ class Command(BaseCommand):
         parser.add_argument("--project", help="project id the role applies to")
         parser.add_argument("--organization", help="organization id the role applies to")
         parser.add_argument("--name", default="cli")
-        parser.add_argument("--duration", help="lifetime such as 24h or 30d")
+        parser.add_argument("--duration", help="lifetime such as 24h or 30d (default: MAZEVAULT_DEFAULT_TOKEN_DAYS)")
 
     def handle(self, *args, **options) -> None:
         scope: dict = {}

@@ -38,8 +38,9 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from .bootstrap_demo import KEY_TYPES
-
+# The key types ``bootstrap_demo`` (certificates app) accepts for the demo CAs. Spelt out here
+# because the core imports no app; tests/core/test_commands.py keeps the two lists equal.
+DEMO_KEY_TYPES = ("ec-p256", "ec-p384", "rsa-2048", "rsa-4096")
 QUEUES = "default,crl,rotation,acme"
 GUNICORN_CONFIG = Path(__file__).resolve().parents[2] / "gunicorn.conf.py"
 _PR_SET_PDEATHSIG = 1
@@ -96,7 +97,7 @@ class Command(BaseCommand):
         parser.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes (default 2)")
         parser.add_argument("--worker-concurrency", type=int, default=2,
                             help="Celery worker pool size (default 2)")
-        parser.add_argument("--key-type", default="ec-p256", choices=sorted(KEY_TYPES),
+        parser.add_argument("--key-type", default="ec-p256", choices=sorted(DEMO_KEY_TYPES),
                             help="key type of the demo CAs when they are first created")
         parser.add_argument("--no-bootstrap", action="store_true", help="skip bootstrap_demo (no token is printed)")
         parser.add_argument("--grace", type=float, default=35.0,
@@ -209,17 +210,25 @@ class Command(BaseCommand):
                  f"  API docs:    {base}/api/docs/   (schema: {base}/api/schema/)",
                  f"  Health:      {base}/api/v1/health"]
         if demo is not None:
-            lines.append(f"  Admin user:  {demo['admin_username']}")
-            if "admin_password" in demo:
-                lines.append(f"  Password:    {demo['admin_password']}   (shown once: it was just created)")
-            else:
-                lines.append("  Password:    unchanged since it was created "
-                             "(reset: .venv/bin/python manage.py changepassword admin)")
-            lines += [f"  API token:   {demo['token']}   (new on every start; the previous one is revoked)",
-                      "  For the README's curl example:",
-                      f"    export MV_TOKEN={demo['token']}",
+            for role, user in (("Admin user", "admin"), ("Operator", "operator")):
+                username = demo.get(f"{user}_username")
+                if username is None:
+                    continue
+                lines.append(f"  {role + ':':<12} {username}")
+                if f"{user}_password" in demo:
+                    lines.append(f"  Password:    {demo[f'{user}_password']}   (shown once: it was just created)")
+                else:
+                    lines.append("  Password:    unchanged since it was created "
+                                 f"(reset: .venv/bin/python manage.py changepassword {username})")
+            lines += [f"  API token:   {demo['token']}   (admin; new on every start, the previous one is revoked)",
+                      "  For the README's examples (paste into your shell):",
+                      f"    export MV_URL={base}",
+                      f"    export MV_TOKEN={demo['token']}   # admin",
                       f"    export MV_PROJECT={demo['project_id']}",
-                      f"    export MV_TEMPLATE={demo['template_ids']['client-auth']}   # client-auth, auto-approved"]
+                      f"    export MV_TEMPLATE={demo['template_ids']['client-auth']}   # client-auth, auto-approved",
+                      f"    export MV_WEB_TEMPLATE={demo['template_ids']['web-server']}   # web-server, needs approval"]
+            if "operator_token" in demo:
+                lines.append(f"    export MV_OPERATOR_TOKEN={demo['operator_token']}   # operator, approves")
         lines += ["Ctrl-C stops web, worker and beat.", "=" * 72, ""]
         with self._output_lock:
             self.stdout.write("\n".join(lines))

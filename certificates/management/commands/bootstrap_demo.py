@@ -1,5 +1,12 @@
 """Idempotent demo set-up: organization, project, root + issuing CA, stock templates, an approval
-policy and an ``admin`` user with a fresh API token, printed as one JSON object."""
+policy, an ``admin`` superuser and an ``operator`` (role certificate_manager, console login), each
+with a fresh API token, printed as one JSON object.
+
+Two people because nobody approves their own request: the README walks through "submit as admin,
+approve as operator", in the API and in the console. A password is printed only by the run that
+created its user (``MAZEVAULT_DEMO_ADMIN_PASSWORD`` / ``MAZEVAULT_DEMO_OPERATOR_PASSWORD`` choose
+them; random otherwise).
+"""
 from __future__ import annotations
 
 import json
@@ -12,17 +19,20 @@ from django.db import transaction
 
 from certificates import services
 from certificates.models import CertificateAuthority, CertificateTemplate
+from certificates.pki.keys import KEY_TYPES as _ALL_KEY_TYPES
 from certificates.stock import STOCK_TEMPLATES
 from mazevault import services as core
 from mazevault.models import ApiToken, ApprovalPolicy, Environment, Organization, Project
 from mazevault.rbac import Role
 
-KEY_TYPES = {"ec-p256": "ec-p256", "ec-p384": "ec-p384", "rsa-2048": "rsa-2048", "rsa-4096": "rsa-4096"}
+# The demo CAs' key types (run_embedded offers the same list; a test keeps the two equal).
+KEY_TYPES = {k: k for k in ("ec-p256", "ec-p384", "rsa-2048", "rsa-4096") if k in _ALL_KEY_TYPES}
 TOKEN_NAME = "demo-bootstrap"
+OPERATOR = "operator"
 
 
 class Command(BaseCommand):
-    help = "Create (or find) the demo tenant, CAs, templates and admin user; print them as JSON."
+    help = "Create (or find) the demo tenant, CAs, templates, admin and operator; print them as JSON."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--json", action="store_true", help="print only the JSON object")
@@ -40,6 +50,14 @@ class Command(BaseCommand):
             org = Organization.objects.filter(name="Demo").first() or core.create_organization(
                 name="Demo", actor=admin, description="Demo organization")
             core.assign_role(user=admin, role=Role.ADMIN, organization=org, actor=admin)
+            operator = User.objects.filter(username=OPERATOR).first()
+            operator_password = None
+            if operator is None:
+                operator_password = settings.MAZEVAULT_DEMO_OPERATOR_PASSWORD or secrets.token_urlsafe(16)
+                # is_staff: the console login; what it may do there comes from the role alone.
+                operator = User.objects.create_user(OPERATOR, "operator@example.invalid", operator_password,
+                                                    is_staff=True)
+            core.assign_role(user=operator, role=Role.CERTIFICATE_MANAGER, organization=org, actor=admin)
             project = Project.objects.filter(organization=org, name="Demo").first() or core.create_project(
                 organization=org, name="Demo", environment=Environment.PRODUCTION, actor=admin,
                 description="Demo project")
@@ -56,23 +74,27 @@ class Command(BaseCommand):
                     subject={"common_name": "MazeVault Demo Issuing CA", "organization": "Demo", "country": "US"}),
                     actor=admin, organization=org, project=project, parent=root)
             if not ApprovalPolicy.objects.filter(project=project).exists():
-                services.create_object(ApprovalPolicy(project=project, name="One approval", required_approvals=1),
+                core.create_object(ApprovalPolicy(project=project, name="One approval", required_approvals=1),
                                        actor=admin, action="approval_policy.created")
             template_ids = {}
             for name, fields in STOCK_TEMPLATES.items():
                 template = CertificateTemplate.objects.filter(project=project, name=name).first()
                 if template is None:
-                    template = services.create_object(
+                    template = core.create_object(
                         CertificateTemplate(organization=org, project=project, name=name, ca=issuing, **fields),
                         actor=admin, action="template.created")
                 template_ids[name] = str(template.pk)
-            for old in ApiToken.objects.filter(user=admin, name=TOKEN_NAME, revoked_at__isnull=True):
+            for old in ApiToken.objects.filter(user__in=(admin, operator), name=TOKEN_NAME, revoked_at__isnull=True):
                 core.revoke_token(old, actor=admin)
             _, token = core.create_token(user=admin, name=TOKEN_NAME, actor=admin)
+            _, operator_token = core.create_token(user=operator, name=TOKEN_NAME, actor=admin)
         result = {
-            "token": token, "admin_username": "admin", "organization_id": str(org.pk), "project_id": str(project.pk),
+            "token": token, "admin_username": "admin", "operator_username": OPERATOR, "operator_token": operator_token,
+            "organization_id": str(org.pk), "project_id": str(project.pk),
             "root_ca_id": str(root.pk), "issuing_ca_id": str(issuing.pk), "template_ids": template_ids,
         }
         if password is not None:
             result["admin_password"] = password
+        if operator_password is not None:
+            result["operator_password"] = operator_password
         self.stdout.write(json.dumps(result, indent=None if options["json"] else 2))
