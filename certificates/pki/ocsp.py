@@ -137,7 +137,8 @@ def parse_request(der: bytes) -> OCSPQuery:
         extensions = request.extensions
     except UnsupportedAlgorithm:
         raise _malformed("The OCSP request uses an unsupported algorithm") from None
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, NotImplementedError):
+        # cryptography raises NotImplementedError for a requestList of more than one Request.
         raise _malformed("The OCSP request is not a valid DER OCSPRequest for one certificate") from None
     try:
         algorithm = request.hash_algorithm
