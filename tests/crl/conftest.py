@@ -61,3 +61,28 @@ def parse(response) -> ocsp.OCSPResponse:
     assert response.status_code in (200, 429, 503), response.status_code
     assert response["Content-Type"] == "application/ocsp-response"
     return ocsp.load_der_ocsp_response(response.content)
+
+
+def revoke(cert: Certificate, reason=None, *, actor=None) -> Certificate:
+    """Revoke through the revocation service (a Revocation row in the CA's history, current)."""
+    from certificates.models import Revocation, RevocationKind, RevocationReason
+    from django.utils import timezone
+
+    reason = RevocationReason.UNSPECIFIED if reason is None else reason
+    Revocation.objects.filter(ca=cert.ca, serial_number=cert.serial_number, current=True).update(current=False)
+    Revocation.objects.create(ca=cert.ca, certificate=cert, serial_number=cert.serial_number,
+                              kind=RevocationKind.REVOKE, reason=reason, revoked_at=timezone.now(),
+                              not_after=cert.not_after, entry_der=b"\x30\x00", current=True)
+    return cert
+
+
+def release(cert: Certificate, *, actor=None) -> Certificate:
+    """Release a hold (unrevoke): the current row stops being current, a release row is added."""
+    from certificates.models import Revocation, RevocationKind
+    from django.utils import timezone
+
+    Revocation.objects.filter(ca=cert.ca, serial_number=cert.serial_number, current=True).update(current=False)
+    Revocation.objects.create(ca=cert.ca, certificate=cert, serial_number=cert.serial_number,
+                              kind=RevocationKind.RELEASE, reason=None, revoked_at=timezone.now(),
+                              not_after=cert.not_after, entry_der=b"\x30\x00", current=False)
+    return cert
