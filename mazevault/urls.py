@@ -15,5 +15,6 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/v1/", include("crl.ocsp_urls")),  # OCSP first: plain views, no DRF
     path("api/v1/", include("mazevault.api.urls")),
+    path("api/v1/", include("crl.urls")),
     path("api/v1/", include("certificates.api.urls")),
 ]
