@@ -63,26 +63,17 @@ def parse(response) -> ocsp.OCSPResponse:
     return ocsp.load_der_ocsp_response(response.content)
 
 
-def revoke(cert: Certificate, reason=None, *, actor=None) -> Certificate:
-    """Revoke through the revocation service (a Revocation row in the CA's history, current)."""
-    from certificates.models import Revocation, RevocationKind, RevocationReason
-    from django.utils import timezone
 
-    reason = RevocationReason.UNSPECIFIED if reason is None else reason
-    Revocation.objects.filter(ca=cert.ca, serial_number=cert.serial_number, current=True).update(current=False)
-    Revocation.objects.create(ca=cert.ca, certificate=cert, serial_number=cert.serial_number,
-                              kind=RevocationKind.REVOKE, reason=reason, revoked_at=timezone.now(),
-                              not_after=cert.not_after, entry_der=b"\x30\x00", current=True)
-    return cert
+def revoke(cert: Certificate, reason=None, *, actor) -> Certificate:
+    """Revoke through the revocation service (a current Revocation row in the CA's history)."""
+    from certificates.models import RevocationReason
+    from certificates.revocation import revoke_certificate
+
+    return revoke_certificate(cert, actor=actor, reason=RevocationReason.UNSPECIFIED if reason is None else reason)
 
 
-def release(cert: Certificate, *, actor=None) -> Certificate:
-    """Release a hold (unrevoke): the current row stops being current, a release row is added."""
-    from certificates.models import Revocation, RevocationKind
-    from django.utils import timezone
+def release(cert: Certificate, *, actor) -> Certificate:
+    """Release a certificateHold (unrevoke) through the revocation service."""
+    from certificates.revocation import unrevoke_certificate
 
-    Revocation.objects.filter(ca=cert.ca, serial_number=cert.serial_number, current=True).update(current=False)
-    Revocation.objects.create(ca=cert.ca, certificate=cert, serial_number=cert.serial_number,
-                              kind=RevocationKind.RELEASE, reason=None, revoked_at=timezone.now(),
-                              not_after=cert.not_after, entry_der=b"\x30\x00", current=False)
-    return cert
+    return unrevoke_certificate(cert, actor=actor)

@@ -12,7 +12,7 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from django.utils import timezone
 
-from certificates.models import CAStatus, CertificateAuthority, RevocationReason
+from certificates.models import CertificateAuthority, RevocationReason
 from crl import ocsp as service
 from crl.models import OCSPCachedResponse, OCSPResponder
 from mazevault.models import AuditEvent
@@ -262,11 +262,27 @@ def test_compromised_ca_answers_revoked_for_everything_it_issued(tenant):
     cert = issue(tenant)
     der = request_der(cert, nonce=None)
     assert service.respond(der).status == "good"
-    CertificateAuthority.objects.filter(pk=tenant.issuing.pk).update(
-        status=CAStatus.REVOKED, revoked_at=timezone.now(), revocation_reason=RevocationReason.KEY_COMPROMISE)
+    from certificates.revocation import revoke_ca
+
+    revoke_ca(tenant.issuing, actor=tenant.admin, reason=RevocationReason.KEY_COMPROMISE)
     answer, parsed = _answer(der)
     assert answer.status == "revoked" and not answer.cacheable
     assert parsed.revocation_reason == x509.ReasonFlags.ca_compromise
+    # ...and the intermediate itself is revoked in its parent's history (keyCompromise).
+    from tests.crl.test_ocsp_pki import _request
+
+    issuing = x509.load_pem_x509_certificate(tenant.issuing.certificate_pem.encode())
+    root = x509.load_pem_x509_certificate(tenant.root.certificate_pem.encode())
+    answer, parsed = _answer(_request(issuing, root))
+    assert answer.status == "revoked" and parsed.revocation_reason == x509.ReasonFlags.key_compromise
+
+
+def test_ca_revoked_for_a_benign_reason_keeps_its_children_status(tenant):
+    from certificates.revocation import revoke_ca
+
+    cert = issue(tenant)
+    revoke_ca(tenant.issuing, actor=tenant.admin, reason=RevocationReason.CESSATION_OF_OPERATION)
+    assert service.respond(request_der(cert)).status == "good"
 
 
 def test_expired_ca_is_unauthorized(tenant):
