@@ -37,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography import x509
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -67,6 +67,9 @@ RESPONDER_LIFETIME = timedelta(days=7)
 RESPONDER_RENEW_BEFORE = timedelta(days=2)
 RESPONDER_KEY_TYPE = "ec-p256"  # fast signatures whatever the CA's own key type
 BACKDATE = timedelta(minutes=5)
+# The status statement is a server-side prepared statement on PostgreSQL (see _fetch_one). Behind a
+# transaction-mode PgBouncer older than 1.21 (no prepared-statement support) set this to False.
+PREPARE_STATUS_STATEMENT = True
 # New CAs are picked up by a lookup that misses, at most this often per process.
 CA_RELOAD_INTERVAL = 1.0
 
@@ -309,6 +312,54 @@ def _dt(value: Any) -> datetime | None:
     return value
 
 
+def _execute_once(sql: str, params: list[Any]) -> tuple | None:
+    """Run the status statement, reconnecting once if the persistent connection is dead.
+
+    With ``CONN_HEALTH_CHECKS`` Django pings (``SELECT 1``) before the first query of every request,
+    a round trip that costs as much as the whole status statement. Outside a transaction the
+    statement is its own health check: a dead connection fails it before anything happened, so we
+    reconnect and run it again - the guarantee of the ping, without the ping.
+    """
+    retry = not connection.in_atomic_block
+    if retry:
+        connection.health_check_done = True
+    try:
+        return _fetch_one(sql, params)
+    except (OperationalError, InterfaceError):
+        if not retry:
+            raise
+        connection.close()
+    return _fetch_one(sql, params)
+
+
+def _fetch_one(sql: str, params: list[Any]) -> tuple | None:
+    """One row of ``sql``. On PostgreSQL the statement is sent with server-side binding and prepared
+    on its connection (``PREPARE_STATUS_STATEMENT``): parsed and planned once per connection instead
+    of once per request. It is logged like any other query (``connection.queries``, the test suite's
+    statement counts) and its errors are Django's."""
+    if connection.vendor != "postgresql" or not PREPARE_STATUS_STATEMENT:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    raw_connection = connection.connection
+    if raw_connection.prepare_threshold is None:
+        # Django turns psycopg's automatic preparing off (prepare_threshold None), which also
+        # disables an explicit prepare=True. A threshold no query reaches re-enables the explicit
+        # kind only: Django's own (client-side binding) cursors never prepare either way.
+        raw_connection.prepare_threshold = 2**31 - 1
+    with connection.wrap_database_errors, ServerBindingCursor(connection.connection) as raw:
+        if connection.queries_logged:
+            with connection.make_debug_cursor(raw).debug_sql(sql, params):
+                raw.execute(sql, params, prepare=True)
+        else:
+            raw.execute(sql, params, prepare=True)
+        return raw.fetchone()
+
+
 def _read_state(ca: _CA, serial: str, now: datetime, want_cache: bool) -> _State | None:
     sql = _SQL.get(connection.vendor)
     if sql is None:
@@ -320,9 +371,7 @@ def _read_state(ca: _CA, serial: str, now: datetime, want_cache: bool) -> _State
     params = [serial, serial, serial, serial, threshold, serial, True, cache_serial,
               ops.adapt_datetimefield_value(now),
               CertificateAuthority._meta.pk.get_db_prep_value(ca.id, connection)]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
+    row = _execute_once(sql, params)
     if row is None:  # the CA was deleted since the index saw it
         return None
     cached = None

@@ -85,6 +85,7 @@ def _from_body(request: HttpRequest) -> bytes:
 
 def _response(answer: service.Answer, *, status: int = 200, get: bool = False) -> HttpResponse:
     response = HttpResponse(answer.der, content_type=RESPONSE_TYPE, status=status)
+    response["Content-Length"] = str(len(answer.der))  # no chunking, also on the middleware-free path
     now = datetime.now(UTC)
     if get and answer.cacheable and answer.reuse_until and answer.reuse_until > now:
         # RFC 5019 section 6.2: caching headers for HTTP caches in front of the responder.
