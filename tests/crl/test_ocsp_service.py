@@ -134,6 +134,16 @@ def test_revoked_with_time_and_reason_then_good_after_release(tenant):
     assert _answer(request_der(cert))[0].status == "good"
 
 
+def test_hold_made_final_reports_the_final_reason(tenant):
+    cert = issue(tenant)
+    revoke(cert, RevocationReason.CERTIFICATE_HOLD, actor=tenant.admin)
+    held = _answer(request_der(cert))[1]
+    revoke(cert, RevocationReason.KEY_COMPROMISE, actor=tenant.admin)
+    answer, parsed = _answer(request_der(cert, nonce=None))
+    assert answer.status == "revoked" and parsed.revocation_reason == x509.ReasonFlags.key_compromise
+    assert parsed.revocation_time_utc == held.revocation_time_utc  # revoked since the hold
+
+
 def test_unspecified_revocation_has_no_reason(tenant):
     cert = issue(tenant)
     revoke(cert, RevocationReason.UNSPECIFIED, actor=tenant.admin)

@@ -234,3 +234,63 @@ def test_view_statement_counts(tenant, client, django_assert_num_queries):
         post(client, nonce_less)
     with django_assert_num_queries(1):
         post(client, request_der(cert))
+
+
+# --- the WSGI fast path (mazevault/wsgi.py: OCSP skips the middleware) ---------------------------------
+@pytest.fixture
+def wsgi_app():
+    """The deployed WSGI callable, with the per-request connection recycling off as Django's test client
+    does (it would close the test transaction's connection)."""
+    from django.core import signals
+    from django.db import close_old_connections
+
+    from mazevault.wsgi import application
+
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    yield application
+    signals.request_started.connect(close_old_connections)
+    signals.request_finished.connect(close_old_connections)
+
+
+def _wsgi(app, method: str, path: str, body: bytes = b"", content_type: str = "") -> tuple[str, dict, bytes]:
+    import io
+
+    environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "SERVER_NAME": "ocsp.test", "SERVER_PORT": "80",
+               "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body)),
+               "CONTENT_TYPE": content_type, "REMOTE_ADDR": "192.0.2.1", "HTTP_HOST": "ocsp.test"}
+    seen: dict = {}
+
+    def start_response(status, headers):
+        seen["status"], seen["headers"] = status, dict(headers)
+
+    result = app(environ, start_response)
+    try:
+        data = b"".join(result)
+    finally:
+        result.close()
+    return seen["status"], seen["headers"], data
+
+
+def test_wsgi_fast_path_serves_ocsp_without_middleware(tenant, wsgi_app):
+    cert = issue(tenant)
+    der = request_der(cert, nonce=None)
+    status, headers, body = _wsgi(wsgi_app, "POST", "/api/v1/ocsp", der, "application/ocsp-request")
+    assert status == "200 OK" and headers["Content-Type"] == "application/ocsp-response"
+    assert headers["Content-Length"] == str(len(body))
+    assert "X-Request-ID" not in headers  # the middleware did not run
+    assert ocsp.load_der_ocsp_response(body).certificate_status == ocsp.OCSPCertStatus.GOOD
+    # The same bytes as through the full Django stack (the pre-signed copy): one view, two doors.
+    assert post(Client(), der).content == body
+    _, text = _awkward_request(cert)
+    status, headers, body = _wsgi(wsgi_app, "GET", f"/api/v1/ca/{tenant.issuing.pk}/ocsp/{text}")
+    assert status == "200 OK" and ocsp.load_der_ocsp_response(body).certificate_status == ocsp.OCSPCertStatus.GOOD
+    status, _, body = _wsgi(wsgi_app, "POST", "/api/v1/ocsp", b"junk", "application/ocsp-request")
+    assert ocsp.load_der_ocsp_response(body).response_status == MALFORMED
+
+
+def test_wsgi_other_paths_go_through_django(tenant, wsgi_app):
+    status, headers, _ = _wsgi(wsgi_app, "GET", "/api/v1/health")
+    assert status.startswith(("200", "503")) and "X-Request-ID" in headers
+    status, headers, _ = _wsgi(wsgi_app, "GET", "/api/v1/ocspx")
+    assert status.startswith("404") and "X-Request-ID" in headers
