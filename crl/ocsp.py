@@ -42,10 +42,9 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from certificates.keystore import get_signer, load_private_key, store_private_key
-from certificates.models import Certificate, CertificateAuthority, RevocationReason, Revocation, StoredKey
+from certificates.models import CAStatus, Certificate, CertificateAuthority, Revocation, RevocationReason, StoredKey
 from certificates.pki import formats, keys, ocsp as pki_ocsp
 from certificates.pki.errors import PKIError
-from certificates.models import CAStatus
 from mazevault import audit
 from mazevault.models import Severity
 
