@@ -33,22 +33,24 @@ from .models import CRL, CRLKind
 
 _CRL_BODY = "The CRL: DER (application/pkix-crl) by default, PEM with ?format=pem."
 
-# Stored CRL bytes by row id, per process: a CRL row never changes, so the cache is never stale;
-# bounded by total size so that a CA with a million entries does not pin many copies.
-_DER_CACHE: OrderedDict[int, bytes] = OrderedDict()
+# Stored CRL bytes per process, keyed by row id and the DER's SHA-256 (from the metadata query), so a
+# cached entry can only ever be the very bytes the database holds; bounded by total size so that a CA
+# with a million entries does not pin many copies.
+_DER_CACHE: OrderedDict[tuple[int, str], bytes] = OrderedDict()
 _DER_CACHE_BYTES = 64 * 1024 * 1024
 _DER_LOCK = threading.Lock()
 
 
-def _der(crl: CRL) -> bytes:
+def _der(crl: services.CRLMeta) -> bytes:
+    key = (crl.pk, crl.sha256)
     with _DER_LOCK:
-        der = _DER_CACHE.get(crl.pk)
+        der = _DER_CACHE.get(key)
         if der is not None:
-            _DER_CACHE.move_to_end(crl.pk)
+            _DER_CACHE.move_to_end(key)
             return der
     der = services.crl_der(crl)
     with _DER_LOCK:
-        _DER_CACHE[crl.pk] = der
+        _DER_CACHE[key] = der
         while sum(len(v) for v in _DER_CACHE.values()) > _DER_CACHE_BYTES and len(_DER_CACHE) > 1:
             _DER_CACHE.popitem(last=False)
     return der

@@ -241,6 +241,8 @@ SPECTACULAR_SETTINGS = {
         "SeverityEnum": "mazevault.models.Severity",
         "CertificateStatusEnum": "certificates.models.CertificateStatus",
         "CAStatusEnum": "certificates.models.CAStatus",
+        "RevocationReasonEnum": ["unspecified", "keyCompromise", "caCompromise", "affiliationChanged", "superseded",
+                                 "cessationOfOperation", "certificateHold"],
         "KeyTypeEnum": "certificates.pki.keys.KEY_TYPES",
         "CAKeyTypeEnum": "certificates.api.serializers.CA_KEY_TYPES",
         "HealthStatusEnum": [("ok", "ok"), ("degraded", "degraded")],
