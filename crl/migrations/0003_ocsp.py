@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('certificates', '0004_revocation_history'),
-        ('crl', '0001_crls'),
+        ('crl', '0002_crl_der_uncompressed'),
     ]
 
     operations = [
