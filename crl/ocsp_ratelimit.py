@@ -14,6 +14,7 @@ refusing status answers for.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import threading
@@ -29,6 +30,7 @@ _redis_client = None
 _redis_lock = threading.Lock()
 
 
+@functools.lru_cache(maxsize=16)
 def parse_rate(rate: str | None) -> tuple[int, int] | None:
     """``"1000/min"`` -> (1000, 60), in DRF's rate-string syntax (unit by its first letter);
     empty or None -> None (no limit)."""

@@ -296,3 +296,14 @@ def test_wsgi_other_paths_go_through_django(tenant, wsgi_app):
     assert status.startswith(("200", "503")) and "X-Request-ID" in headers
     status, headers, _ = _wsgi(wsgi_app, "GET", "/api/v1/ocspx")
     assert status.startswith("404") and "X-Request-ID" in headers
+
+
+def test_rate_strings():
+    from crl.ocsp_ratelimit import parse_rate
+
+    assert parse_rate("1000/min") == (1000, 60)
+    assert parse_rate("5/s") == (5, 1)
+    assert parse_rate("2/hour") == (2, 3600)
+    assert parse_rate("") is None and parse_rate(None) is None
+    with pytest.raises(ValueError):
+        parse_rate("lots/min")
