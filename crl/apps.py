@@ -8,3 +8,4 @@ class CrlConfig(AppConfig):
 
     def ready(self) -> None:
         from . import receivers  # noqa: F401  (connects to certificates.signals)
+        from . import ocsp_tasks  # noqa: F401  (registers the OCSP housekeeping tasks)

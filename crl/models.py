@@ -63,3 +63,57 @@ class CRL(models.Model):
     def __str__(self) -> str:
         scope = f" shard {self.shard}" if self.shard is not None else ""
         return f"{self.kind} CRL #{self.number}{scope} of {self.ca_id}"
+
+
+class OCSPResponder(models.Model):
+    """A delegated OCSP signing certificate of one CA (RFC 6960 section 4.2.2.2): issued by that CA
+    with id-kp-OCSPSigning and id-pkix-ocsp-nocheck, short-lived, renewed by ``crl.ocsp`` before it
+    expires. Rows are never updated: a renewal adds a row, and the one with the latest ``not_after``
+    is in use. The private key is sealed at rest like every other key (``certificates.keystore``)."""
+
+    id = models.BigAutoField(primary_key=True)
+    ca = models.ForeignKey(CertificateAuthority, on_delete=models.CASCADE, related_name="ocsp_responders")
+    key = models.OneToOneField("certificates.StoredKey", on_delete=models.PROTECT, related_name="ocsp_responder")
+    serial_number = models.CharField(max_length=64)
+    not_before = models.DateTimeField()
+    not_after = models.DateTimeField()
+    certificate_pem = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("-not_after",)
+        verbose_name = "OCSP responder certificate"
+        indexes = [models.Index(fields=("ca", "-not_after"), name="ocsp_responder_current_idx")]
+        constraints = [models.UniqueConstraint(fields=("ca", "serial_number"), name="ocsp_responder_unique_serial")]
+
+    def __str__(self) -> str:
+        return f"OCSP responder {self.serial_number} of {self.ca_id}"
+
+
+class OCSPCachedResponse(models.Model):
+    """The latest pre-signed response for one serial of one CA, served to nonce-less requests.
+
+    Derived data, never the truth: it is served only when ``version`` equals the serial's status
+    version (the highest Revocation id of that CA and serial, 0 if none) read in the same SQL
+    statement, ``status`` equals the status computed there, ``by_ca_key`` equals the CA's current
+    signing mode, and ``reuse_until`` is in the future (well before the response's nextUpdate).
+    One row per (CA, serial): a newer response overwrites the older one.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    ca = models.ForeignKey(CertificateAuthority, on_delete=models.CASCADE, related_name="+")
+    serial_number = models.CharField(max_length=64)
+    version = models.BigIntegerField()
+    status = models.CharField(max_length=8)  # "good" or "revoked"; unknown answers are never cached
+    by_ca_key = models.BooleanField(default=False)
+    this_update = models.DateTimeField()
+    next_update = models.DateTimeField()
+    reuse_until = models.DateTimeField()
+    der = models.BinaryField()
+
+    class Meta:
+        verbose_name = "cached OCSP response"
+        constraints = [models.UniqueConstraint(fields=("ca", "serial_number"), name="ocsp_cache_one_per_serial")]
+
+    def __str__(self) -> str:
+        return f"OCSP {self.status} for {self.serial_number} (v{self.version})"

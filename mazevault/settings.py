@@ -290,6 +290,9 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(seconds=env_int(
             "MAZEVAULT_EXPIRY_SWEEP_SECONDS", 60 * env_int("MAZEVAULT_EXPIRY_SWEEP_MINUTES", 5))),
     },
+    # OCSP (crl/ocsp_tasks.py): delegated responders renewed well before they expire (docs/ocsp.md).
+    "crl.renew_ocsp_responders": {"task": "crl.renew_ocsp_responders", "schedule": timedelta(hours=1)},
+    "crl.purge_ocsp_cache": {"task": "crl.purge_ocsp_cache", "schedule": timedelta(hours=1)},
     "mazevault.purge_idempotency_keys": {
         "task": "mazevault.purge_idempotency_keys",
         "schedule": crontab(minute=17),

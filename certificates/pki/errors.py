@@ -25,6 +25,7 @@ class PKIError(Exception):
     * ``WRONG_PASSWORD`` - an encrypted private key could not be decrypted.
     * ``VALIDATION_ERROR`` - a name, SAN, usage or profile value is invalid.
     * ``KEY_DECRYPT_FAILED`` - an at-rest envelope could not be opened.
+    * ``UNSUPPORTED_ALGORITHM`` - e.g. an OCSP CertID hash algorithm we cannot match.
     """
 
     def __init__(
