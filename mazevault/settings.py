@@ -120,6 +120,9 @@ INSTALLED_APPS = [
     "crl",
 ]
 
+# WSGI wrappers applied around Django's application by mazevault/wsgi.py (innermost first).
+WSGI_FAST_PATHS = ["crl.ocsp_wsgi.ocsp_fast_path"]
+
 MIDDLEWARE = [
     "mazevault.middleware.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
