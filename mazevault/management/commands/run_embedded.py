@@ -107,6 +107,11 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         port: int = options["port"] or settings.PORT
         host: str = options["host"]
+        if port != settings.PORT and not os.environ.get("MAZEVAULT_PUBLIC_URL"):
+            # The default public URL follows the port actually served, here (the demo CAs' and the
+            # certificates' CRL/OCSP/AIA URLs) and in every child process (which inherit the environment).
+            os.environ["PORT"] = str(port)
+            settings.PORT, settings.MAZEVAULT_PUBLIC_URL = port, f"http://localhost:{port}"
         self._stop_requested = 0
         self._output_lock = threading.Lock()
         self._setup()
