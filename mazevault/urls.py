@@ -3,6 +3,8 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from mazevault.authentication import admin_login
+
 handler400 = "mazevault.api.exceptions.json_400"
 handler403 = "mazevault.api.exceptions.json_403"
 handler404 = "mazevault.api.exceptions.json_404"
@@ -10,6 +12,8 @@ handler500 = "mazevault.api.exceptions.json_500"
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    # Before admin.site.urls: the console's login page, with failed attempts throttled and audited.
+    path("admin/login/", admin_login),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
