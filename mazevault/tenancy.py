@@ -117,6 +117,14 @@ class Access:
         return q
 
 
+def cached_project(project_id: UUID):
+    """The project with its organization, read once per process and cache stamp (shared: read-only)."""
+    from .models import Project
+
+    return cache.memo("project", project_id,
+                      lambda: Project.objects.select_related("organization").filter(pk=project_id).first())
+
+
 def _load_roles(user_id: int) -> tuple[dict, dict, dict]:
     """(org_roles, project_roles, project_org) of a user: one query."""
     from .models import RoleAssignment

@@ -396,3 +396,30 @@ class RejectSerializer(StrictSerializer):
 
 
 ENVIRONMENTS = Environment.values
+
+
+# --- Rendering without rebuilding serializers -------------------------------------------------
+# Instantiating a ModelSerializer builds its fields from the model on every ``.data`` (45 of them
+# for the detail): that dominated a request's CPU. The field objects are stateless once bound, so
+# one instance per shape, built on first use, renders every certificate of the process.
+_RENDERERS: dict[type, serializers.Serializer] = {}
+
+
+def _renderer(serializer_class: type) -> serializers.Serializer:
+    renderer = _RENDERERS.get(serializer_class)
+    if renderer is None:
+        renderer = serializer_class()
+        renderer.fields  # bind the fields now (a cached property), so concurrent renders share them
+        renderer = _RENDERERS.setdefault(serializer_class, renderer)
+    return renderer
+
+
+def render_certificate(cert: Certificate) -> dict:
+    """``CertificateDetailSerializer(cert).data``, with the serializer built once per process."""
+    return _renderer(CertificateDetailSerializer).to_representation(cert)
+
+
+def render_certificate_list(certs) -> list[dict]:
+    """``CertificateListSerializer(certs, many=True).data``, built once per process."""
+    renderer = _renderer(CertificateListSerializer)
+    return [renderer.to_representation(cert) for cert in certs]
