@@ -18,8 +18,9 @@ If the stamp cannot be read (the database errors), the cache is not trusted: ``m
 loader, i.e. reads the database, and stores nothing. A revoked token is never accepted from memory
 on the word of a stamp we could not check.
 
-Writers: models listed in ``STAMPED_MODELS`` bump on ``post_save``/``post_delete`` (signals in
-``apps.py``). ``QuerySet.update()`` sends no signal, so code that changes these tables with it
+Writers: the models passed to ``apps.connect_cache_invalidation`` (users, tokens, role
+assignments, organizations, projects, approval policies, CAs, templates) bump on
+``post_save``/``post_delete``. ``QuerySet.update()`` sends no signal, so code that changes these tables with it
 must call ``bump()`` itself (``services.revoke_token`` does).
 """
 from __future__ import annotations

@@ -267,7 +267,29 @@ class TemplateSerializer(StrictModelSerializer):
 
 
 # --- Certificates ----------------------------------------------------------------------------
-class CSRSubmitSerializer(StrictSerializer):
+class SharedFieldsMixin:
+    """The serializer's field objects are built once per class and shared by every instance.
+
+    DRF deep-copies every declared field for each new serializer (for the CSR body: 24 fields and
+    two nested serializers, a large share of a request's CPU). Validation only reads the fields
+    (the data, errors and validated data live on the serializer instance), so one bound set per
+    class serves all requests. For input serializers whose fields nobody alters per instance.
+    """
+
+    @property
+    def fields(self):
+        cls = type(self)
+        shared = cls.__dict__.get("_shared_fields")
+        if shared is None:
+            prototype = cls()
+            shared = serializers.BindingDict(prototype)
+            for name, field in prototype.get_fields().items():
+                shared[name] = field
+            cls._shared_fields = shared
+        return shared
+
+
+class CSRSubmitSerializer(SharedFieldsMixin, StrictSerializer):
     template_id = serializers.UUIDField()
     project_id = serializers.UUIDField()
     organization_id = serializers.UUIDField(required=False, allow_null=True)
@@ -352,16 +374,27 @@ class CertificateDetailSerializer(CertificateListSerializer):
                   "invalidity_date", "archived_at", "predecessor_id", "updated_at")
         read_only_fields = fields
 
+    # Rows read with ``Certificate.objects.with_detail()`` carry the names as annotations; others
+    # (just written by a service) carry the related objects.
+    @staticmethod
+    def _username(obj: Certificate, relation: str) -> str | None:
+        if getattr(obj, f"{relation}_id") is None:
+            return None
+        annotated = getattr(obj, f"{relation}_name", None)
+        return annotated if annotated is not None else getattr(obj, relation).username
+
     def get_requested_by(self, obj: Certificate) -> str | None:
-        return obj.requested_by.username if obj.requested_by_id else None
+        return self._username(obj, "requested_by")
 
     def get_rejected_by(self, obj: Certificate) -> str | None:
-        return obj.rejected_by.username if obj.rejected_by_id else None
+        return self._username(obj, "rejected_by")
 
     def get_revoked_by(self, obj: Certificate) -> str | None:
-        return obj.revoked_by.username if obj.revoked_by_id else None
+        return self._username(obj, "revoked_by")
 
     def get_csr_source_mode(self, obj: Certificate) -> str | None:
+        if hasattr(obj, "csr_mode"):
+            return obj.csr_mode
         request = getattr(obj, "request", None)
         return request.mode if request is not None else None
 

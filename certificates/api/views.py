@@ -1,6 +1,8 @@
 """REST endpoints for CAs, templates and certificates. Thin: parse, check, call a service, render."""
 from __future__ import annotations
 
+from uuid import UUID
+
 from cryptography.hazmat.primitives.serialization import Encoding
 from django.db.models import Prefetch, prefetch_related_objects
 from django.http import HttpResponse
@@ -14,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from certificates import services
+from certificates.querysets import PreparedGet
 from certificates.models import CAStatus, Approval, Certificate, CertificateAuthority, CertificateTemplate
 from mazevault import audit
 from mazevault.api.views import RateLimitHeadersMixin, ScopedViewSet
@@ -226,6 +229,19 @@ class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
 
 
 # --- Certificates ----------------------------------------------------------------------------
+# GET /certificates/{id}: the detail row, compiled once per process (certificates/querysets.py).
+_DETAIL = PreparedGet(Certificate, lambda: Certificate.objects.with_detail())
+
+
+def _no_approvals(cert: Certificate) -> None:
+    """Mark ``cert.approvals`` as prefetched and empty, the way a prefetch that found nothing does
+    (an evaluated empty queryset: iterating it neither queries nor compiles SQL)."""
+    empty = Approval.objects.none()
+    empty._result_cache = []
+    empty._prefetch_done = True
+    cert._prefetched_objects_cache = {"approvals": empty}
+
+
 @extend_schema_view(
     list=extend_schema(summary="List certificates", tags=["certificates"]),
     retrieve=extend_schema(summary="Get certificate details", tags=["certificates"],
@@ -247,18 +263,32 @@ class CertificateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scope
             return queryset.only("id", "common_name", "serial_number", "status", "issuer_cn", "not_before",
                                  "not_after", "key_type", "san", "project_id", "ca_id", "template_id",
                                  "requested_at")
-        return queryset.select_related("requested_by", "rejected_by", "revoked_by", "request").defer(
-            "request__csr_pem", "request__requested_subject", "request__requested_san")
+        return queryset.with_detail()
 
     def get_serializer_class(self):
         return CertificateListSerializer if self.action == "list" else CertificateDetailSerializer
+
+    def get_object(self) -> Certificate:
+        """The certificate by id, if the caller may read it; else 404 (another tenant's too).
+
+        One query by primary key (the tenant check is made on the loaded row, by ``Access.sees``,
+        the twin of the list's ``scope_q``); list filters do not apply to a single object."""
+        try:
+            pk = UUID(str(self.kwargs.get("pk")))
+        except ValueError:
+            raise NotFound("Not found.") from None
+        cert = _DETAIL.get(pk)
+        if cert is None or not self.access.sees(self.read_permission, organization_id=cert.organization_id,
+                                                project_id=cert.project_id):
+            raise NotFound("Not found.")
+        return cert
 
     @staticmethod
     def _with_approvals(cert: Certificate) -> Certificate:
         """Attach the approvals the detail shows. A certificate that needed none never had any (it
         was issued at once, never pending), so it costs no query."""
         if cert.required_approvals == 0:
-            cert._prefetched_objects_cache = {"approvals": Approval.objects.none()}
+            _no_approvals(cert)
         else:
             prefetch_related_objects([cert], Prefetch("approvals", queryset=Approval.objects.select_related("approver")))
         return cert
@@ -272,15 +302,14 @@ class CertificateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scope
         return Response(render_certificate(self._with_approvals(self.get_object())))
 
     def _detail(self, cert: Certificate, code: int = 200) -> Response:
-        fresh = self.get_queryset().model.objects.select_related(
-            "requested_by", "rejected_by", "revoked_by", "request").get(pk=cert.pk)
+        fresh = Certificate.objects.with_detail().get(pk=cert.pk)
         return Response(render_certificate(self._with_approvals(fresh)), status=code)
 
     def _created(self, cert: Certificate) -> Response:
         """The 201 for a request ``issue_certificate`` just stored, rendered from that instance: it
         holds every column as written (its CSR row and requester are cached on it), and a new
         request has no approvals yet, so re-reading it (as ``_detail`` does) would return the same."""
-        cert._prefetched_objects_cache = {"approvals": Approval.objects.none()}
+        _no_approvals(cert)
         return Response(render_certificate(cert), status=status.HTTP_201_CREATED)
 
     @extend_schema(summary="Submit a certificate signing request", tags=["certificates"],
