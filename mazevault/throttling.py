@@ -3,7 +3,8 @@
 One primitive, ``hit(key, limit, window)``: a fixed-window counter shared by every replica and
 incremented atomically in **one round trip** —
 
-- Redis (``REDIS_URL`` set): ``INCR`` + ``EXPIRE … NX`` pipelined on the key of the current window;
+- Redis (``REDIS_URL`` set): ``INCR`` and, on the window's first event, ``EXPIRE``, in one server-side
+  script (``EVALSHA``: one command, one reply, atomic) on the key of the current window;
 - otherwise the database: one ``INSERT … ON CONFLICT DO UPDATE … RETURNING`` on ``RateCounter``
   (one row per key, reset when a new window starts), on PostgreSQL and SQLite alike.
 
@@ -66,18 +67,29 @@ class StoreUnavailable(Exception):
 
 _redis_lock = threading.Lock()
 _redis_client = None
+_incr_script = None
 _last_warning = 0.0
+
+# INCR, and EXPIRE when this INCR created the key: the counter cannot outlive its window, even if
+# the client dies between the two (they run as one script, atomically).
+_INCR_LUA = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return count
+"""
 
 
 def _redis():
-    global _redis_client
+    global _redis_client, _incr_script
     if _redis_client is None:
         with _redis_lock:
             if _redis_client is None:
                 import redis
 
-                _redis_client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=_REDIS_TIMEOUT,
-                                                     socket_connect_timeout=_REDIS_TIMEOUT)
+                client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=_REDIS_TIMEOUT,
+                                              socket_connect_timeout=_REDIS_TIMEOUT)
+                _incr_script = client.register_script(_INCR_LUA)  # EVALSHA, loading it on NOSCRIPT
+                _redis_client = client
     return _redis_client
 
 
@@ -88,11 +100,7 @@ def _redis_count(key: str, window: int, bucket: int, increment: bool) -> int:
         if not increment:
             value = client.get(name)
             return int(value or 0)
-        pipe = client.pipeline(transaction=False)
-        pipe.incr(name)
-        pipe.expire(name, window + 1, nx=True)
-        count, _ = pipe.execute()
-        return int(count)
+        return int(_incr_script(keys=[name], args=[window + 1]))
     except Exception as exc:  # redis raises several families (connection, timeout, response)
         raise StoreUnavailable(str(exc)) from exc
 

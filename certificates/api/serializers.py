@@ -1,10 +1,13 @@
 """Wire shapes for CAs, templates and certificates (snake_case, UUID ids, RFC 3339 UTC)."""
 from __future__ import annotations
 
+import operator
 import re
 
 from drf_spectacular.utils import extend_schema_field
-from rest_framework import serializers
+from rest_framework import serializers, validators
+from rest_framework.fields import SkipField
+from rest_framework.relations import PKOnlyObject
 
 from certificates.models import (CAKind, CAStatus, Certificate, CertificateAuthority, CertificateTemplate,
                                  RequestMode, RevocationReason)
@@ -267,6 +270,23 @@ class TemplateSerializer(StrictModelSerializer):
 
 
 # --- Certificates ----------------------------------------------------------------------------
+class PemField(serializers.CharField):
+    """A PEM document. RFC 7468 section 2: textual encodings use only printable US-ASCII (plus
+    line breaks), so a non-ASCII body is refused here with one C-speed check; that also stands in
+    for DRF's per-character surrogate scan, which cost more than parsing the CSR."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.validators = [v for v in self.validators
+                           if not isinstance(v, validators.ProhibitSurrogateCharactersValidator)]
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if not value.isascii():
+            raise serializers.ValidationError("A PEM document is ASCII text (RFC 7468).")
+        return value
+
+
 class SharedFieldsMixin:
     """The serializer's field objects are built once per class and shared by every instance.
 
@@ -294,7 +314,7 @@ class CSRSubmitSerializer(SharedFieldsMixin, StrictSerializer):
     project_id = serializers.UUIDField()
     organization_id = serializers.UUIDField(required=False, allow_null=True)
     csr_source_mode = serializers.ChoiceField(choices=[*RequestMode.values, "uploaded"])
-    csr_pem = serializers.CharField(required=False, allow_blank=True, max_length=65536, trim_whitespace=False)
+    csr_pem = PemField(required=False, allow_blank=True, max_length=65536, trim_whitespace=False)
     requested_cn = serializers.CharField(required=False, allow_blank=True, max_length=64)
     requested_san = SanSerializer(required=False)
     requested_subject = SubjectSerializer(required=False)
@@ -434,25 +454,58 @@ ENVIRONMENTS = Environment.values
 # --- Rendering without rebuilding serializers -------------------------------------------------
 # Instantiating a ModelSerializer builds its fields from the model on every ``.data`` (45 of them
 # for the detail): that dominated a request's CPU. The field objects are stateless once bound, so
-# one instance per shape, built on first use, renders every certificate of the process.
-_RENDERERS: dict[type, serializers.Serializer] = {}
+# one instance per shape, built on first use, renders every certificate of the process, through a
+# plan compiled from its fields: plain attributes are read directly (DRF's generic
+# ``get_attribute`` walk is the larger part of a field's cost), and each value goes through the
+# field's own ``to_representation`` (or ``str`` for a plain CharField, which is what that does), so
+# the output is exactly ``Serializer.data``'s (tests/api/test_certificates_rendering.py).
+_PLANS: dict[type, list] = {}
 
 
-def _renderer(serializer_class: type) -> serializers.Serializer:
-    renderer = _RENDERERS.get(serializer_class)
-    if renderer is None:
-        renderer = serializer_class()
-        renderer.fields  # bind the fields now (a cached property), so concurrent renders share them
-        renderer = _RENDERERS.setdefault(serializer_class, renderer)
-    return renderer
+def _plan(serializer_class: type) -> list:
+    plan = _PLANS.get(serializer_class)
+    if plan is not None:
+        return plan
+    serializer = serializer_class()
+    plan = []
+    for field in serializer._readable_fields:
+        if isinstance(field, serializers.SerializerMethodField):
+            plan.append((field.field_name, getattr(serializer, field.method_name), None, None))
+        elif (len(field.source_attrs) == 1 and not isinstance(field, serializers.BaseSerializer)
+              and not field.source_attrs[0].startswith("_")):
+            convert = str if type(field) is serializers.CharField else field.to_representation
+            plan.append((field.field_name, None, operator.attrgetter(field.source_attrs[0]), convert))
+        else:  # nested serializers, dotted sources: DRF's own path
+            plan.append((field.field_name, None, None, field))
+    return _PLANS.setdefault(serializer_class, plan)
+
+
+def _render(plan: list, instance) -> dict:
+    out = {}
+    for name, method, getter, convert in plan:
+        if method is not None:
+            out[name] = method(instance)
+        elif getter is not None:
+            value = getter(instance)
+            if callable(value) and not isinstance(value, (str, bytes)):  # DRF calls callable sources
+                value = value()
+            out[name] = None if value is None else convert(value)
+        else:
+            try:
+                value = convert.get_attribute(instance)
+            except SkipField:
+                continue
+            check = value.pk if isinstance(value, PKOnlyObject) else value
+            out[name] = None if check is None else convert.to_representation(value)
+    return out
 
 
 def render_certificate(cert: Certificate) -> dict:
-    """``CertificateDetailSerializer(cert).data``, with the serializer built once per process."""
-    return _renderer(CertificateDetailSerializer).to_representation(cert)
+    """``CertificateDetailSerializer(cert).data``, without building a serializer per request."""
+    return _render(_plan(CertificateDetailSerializer), cert)
 
 
 def render_certificate_list(certs) -> list[dict]:
-    """``CertificateListSerializer(certs, many=True).data``, built once per process."""
-    renderer = _renderer(CertificateListSerializer)
-    return [renderer.to_representation(cert) for cert in certs]
+    """``CertificateListSerializer(certs, many=True).data``, without building serializers."""
+    plan = _plan(CertificateListSerializer)
+    return [_render(plan, cert) for cert in certs]
