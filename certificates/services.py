@@ -368,12 +368,14 @@ def _sign(ca: CertificateAuthority, template: CertificateTemplate, *, subject: x
         raise Conflict("The issuing CA is not active.", details={"ca_id": str(ca.pk)})
     days = validity_days or template.validity_days
     days = max(template.min_validity_days, min(days, template.max_validity_days))
+    serial = builder.random_serial()  # chosen first: it decides the CRL shard named in the certificate
     return builder.sign_leaf(
         builder.LeafProfile(
             subject=subject, public_key=public_key, sans=general_names,
             not_before=max(now - BACKDATE, ca.not_before), not_after=min(now + timedelta(days=days), ca.not_after),
             key_usage=tuple(template.key_usage), extended_key_usage=tuple(template.extended_key_usage),
-            crl_urls=ca.crl_urls(), ocsp_urls=ca.ocsp_urls(), ca_issuers_urls=ca.ca_issuers_urls(),
+            crl_urls=ca.crl_urls(crl_shard_for(ca, serial)), ocsp_urls=ca.ocsp_urls(),
+            ca_issuers_urls=ca.ca_issuers_urls(), serial=serial,
         ),
         issuer_cert=ca_certificate(ca), issuer_key=ca_signer(ca).private_key(),
     )
@@ -386,6 +388,7 @@ def _issued_columns(issued: x509.Certificate, ca: CertificateAuthority, now) -> 
         "not_before": issued.not_valid_before_utc, "not_after": issued.not_valid_after_utc,
         "fingerprint_sha256": formats.fingerprint_sha256(issued), "certificate_pem": formats.cert_to_pem(issued),
         "chain_pem": ca_chain_pem(ca), "issuer_cn": names.common_name(issued.issuer) or "", "issued_at": now,
+        "crl_shard": crl_shard_for(ca, issued.serial_number),
     }
 
 
@@ -458,6 +461,12 @@ def submit_request(data: RequestInput, *, actor: Any, project: Project,
     """A request through the REST API or the console: ``issue_certificate`` with source REQUEST."""
     return issue_certificate(data, source=CertificateSource.REQUEST, actor=actor, project=project,
                              template=template)
+
+
+def crl_shard_for(ca: CertificateAuthority, serial: int) -> int | None:
+    """The CRL shard a new certificate of ``ca`` goes to (None: the unsharded CRL). Chosen once, at
+    issuance, and written into the certificate's CRL distribution point (docs/crl.md)."""
+    return serial % ca.crl_shards if ca.crl_shards else None
 
 
 def _issue(cert: Certificate, *, actor: Any) -> Certificate:

@@ -241,6 +241,8 @@ SPECTACULAR_SETTINGS = {
         "SeverityEnum": "mazevault.models.Severity",
         "CertificateStatusEnum": "certificates.models.CertificateStatus",
         "CAStatusEnum": "certificates.models.CAStatus",
+        "RevocationReasonEnum": ["unspecified", "keyCompromise", "caCompromise", "affiliationChanged", "superseded",
+                                 "cessationOfOperation", "certificateHold"],
         "KeyTypeEnum": "certificates.pki.keys.KEY_TYPES",
         "CAKeyTypeEnum": "certificates.api.serializers.CA_KEY_TYPES",
         "HealthStatusEnum": [("ok", "ok"), ("degraded", "degraded")],
@@ -292,6 +294,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "mazevault.purge_idempotency_keys",
         "schedule": crontab(minute=17),
     },
+    # CRLs before their interval ends or nextUpdate nears (docs/crl.md); cheap when nothing is due.
+    "crl.publish_due": {
+        "task": "crl.publish_due",
+        "schedule": timedelta(seconds=env_int("MAZEVAULT_CRL_CHECK_SECONDS", 60)),
+    },
 }
 
 # --- MazeVault behaviour ----------------------------------------------------------------------
@@ -301,6 +308,10 @@ MAZEVAULT_IDEMPOTENCY_TTL_HOURS = env_int("MAZEVAULT_IDEMPOTENCY_TTL_HOURS", 24)
 MAZEVAULT_TOKEN_TOUCH_SECONDS = env_int("MAZEVAULT_TOKEN_TOUCH_SECONDS", 60)
 MAZEVAULT_MAX_TOKEN_DAYS = env_int("MAZEVAULT_MAX_TOKEN_DAYS", 366)
 MAZEVAULT_TRUSTED_PROXIES = env_int("MAZEVAULT_TRUSTED_PROXIES", 0)
+# A burst of revocations within this many seconds publishes one set of CRLs (docs/crl.md).
+MAZEVAULT_CRL_COALESCE_SECONDS = env_int("MAZEVAULT_CRL_COALESCE_SECONDS", 2)
+# Cache-Control max-age of a CRL download: the time to its nextUpdate, at most this (docs/crl.md).
+MAZEVAULT_CRL_MAX_AGE_SECONDS = env_int("MAZEVAULT_CRL_MAX_AGE_SECONDS", 300)
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOGGING = {
