@@ -134,3 +134,16 @@ def test_renewed_ca_certificate_reaches_new_chains(tenant):
     second = client.post("/api/v1/certificates/csr", body, format="json").json()
     assert second["chain_pem"] == tenant.issuing.certificate_pem + new_root.certificate_pem
     assert formats.cert_to_pem(cert_services.ca_certificate(root)) == new_root.certificate_pem
+
+
+def test_revoked_issuing_ca_stops_issuing_at_once(tenant):
+    """revoke_ca changes the CA with QuerySet.update(): it must move the stamp itself."""
+    from certificates import revocation
+
+    _, _, client = tenant.user("user")
+    body = {"template_id": str(tenant.templates["client-auth"].pk), "project_id": str(tenant.project.pk),
+            "csr_source_mode": "uploaded_csr", "csr_pem": make_csr("early.example.com")}
+    assert client.post("/api/v1/certificates/csr", body, format="json").status_code == 201  # CA cached
+    revocation.revoke_ca(tenant.issuing, actor=tenant.admin, reason=1)
+    body["csr_pem"] = make_csr("late.example.com")
+    assert_error(client.post("/api/v1/certificates/csr", body, format="json"), 409, "RESOURCE_CONFLICT")
