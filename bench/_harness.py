@@ -64,23 +64,43 @@ class AppEnv:
     data_dir: Path
     extra: dict[str, str] = field(default_factory=dict)
     db_options: str = ""  # appended to the application's DATABASE_URL, e.g. "server_side_binding=true"
+    embedded: bool = False  # True: no DATABASE_URL, the embedded SQLite under data_dir
 
     @property
     def url(self) -> str:
         """For psycopg (the benchmark's own connections)."""
         return database_url(self.db_name)
 
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "mazevault.sqlite3"
+
+    def query(self, sql: str) -> list[tuple]:
+        """Run a read-only query on the benchmark database (PostgreSQL or the embedded SQLite)."""
+        if self.embedded:
+            import sqlite3
+
+            with sqlite3.connect(self.sqlite_path) as conn:
+                return conn.execute(sql).fetchall()
+        import psycopg
+
+        with psycopg.connect(self.url) as conn:
+            return conn.execute(sql).fetchall()
+
     def environ(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("DATABASE_URL", "REDIS_URL", "CELERY_", "MAZEVAULT_", "DJANGO_", "DB_CONN"))}
         env.update({
-            "DATABASE_URL": self.url + (f"?{self.db_options}" if self.db_options else ""),
             "MAZEVAULT_DATA_DIR": str(self.data_dir),
-            "MAZEVAULT_RATE_LIMIT_API": "",  # throttling off: we measure issuance, not the limiter
+            # The API throttle counts, as in production, at a limit the load never reaches; the
+            # caller may override (``extra``), e.g. with REDIS_URL for the production shape.
+            "MAZEVAULT_RATE_LIMIT_API": "10000000/min",
             "DB_CONN_MAX_AGE": "600",  # persistent connections, as in production
             "LOG_LEVEL": "WARNING",
             "PYTHONDONTWRITEBYTECODE": "1",
         })
+        if not self.embedded:
+            env["DATABASE_URL"] = self.url + (f"?{self.db_options}" if self.db_options else "")
         env.update(self.extra)
         return env
 
@@ -107,6 +127,15 @@ def bench_database(name: str, *, keep: bool = False, extra_env: dict[str, str] |
                 print(f"(kept database {name}; drop it with: DROP DATABASE \"{name}\")")
             else:
                 drop_database(name)
+
+
+@contextmanager
+def embedded_database(name: str, *, extra_env: dict[str, str] | None = None) -> Iterator[AppEnv]:
+    """The embedded default (SQLite in a fresh data directory, no Redis), migrated."""
+    with tempfile.TemporaryDirectory(prefix=f"{name}-") as data_dir:
+        env = AppEnv(db_name=name, data_dir=Path(data_dir), extra=dict(extra_env or {}), embedded=True)
+        env.manage("migrate", "--noinput", "-v", "0")
+        yield env
 
 
 def free_port() -> int:
@@ -212,7 +241,7 @@ class CpuMeter:
         return server, pg, time.process_time(), time.perf_counter()
 
     def __enter__(self) -> "CpuMeter":
-        self.backends = backend_pids(self.server.env.db_name)
+        self.backends = [] if self.server.env.embedded else backend_pids(self.server.env.db_name)
         self.start = self._sample()
         return self
 

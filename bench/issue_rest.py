@@ -5,17 +5,21 @@ What it does, from nothing (PostgreSQL on 127.0.0.1 is the only prerequisite):
 1. the bare ceiling: one process, one thread, doing parse CSR -> verify its signature -> build
    the leaf (the same extensions MazeVault puts in: BC, KU, EKU, SKI, AKI, CRL DP, AIA) -> sign,
    with ``cryptography`` alone, under a P-256 CA (and, for reference, an RSA-2048 CA);
-2. for each CA key type (ECDSA P-256, then RSA-2048): a fresh database (``mv_bench_issue``,
-   ``mv_bench_issue_rsa``), ``migrate``, ``bootstrap_demo --key-type …``, gunicorn on it with
-   throttling off and persistent DB connections, then ``POST /api/v1/certificates/csr``
+2. for each CA key type (ECDSA P-256, then RSA-2048): a fresh database (``<prefix>_issue``,
+   ``<prefix>_issue_rsa``), ``migrate``, ``bootstrap_demo --key-type …``, gunicorn on it with
+   the API throttle counting at a limit never reached (``--rate-limit``), Redis for the counters
+   when ``--redis-url`` is given (the production shape) and persistent DB connections, then
+   ``POST /api/v1/certificates/csr``
    (uploaded CSR, auto-approved template ``client-auth``: every request comes back issued,
    status 201/active) with 1, 4 and 8 concurrent keep-alive clients. CSRs are generated before
    the clock starts; every request carries a distinct CSR;
+   then, on the same server, authenticated GETs of one project and of one issued certificate;
+   and once more (4 clients) on the embedded defaults: SQLite in a fresh data directory, no Redis;
 3. afterwards: the number of active certificates matches the number of 201s, ``verify_audit``
    walks the whole hash chain, and ``openssl verify`` checks one issued chain;
 4. drops its databases (``--keep`` keeps them).
 
-Run: ``.venv/bin/python bench/issue_rest.py`` (``--help`` for the knobs; ``--sweep`` compares
+Run: ``.venv/bin/python bench/issue_rest.py --redis-url redis://127.0.0.1:6379/4`` (``--help`` for the knobs; ``--sweep`` compares
 gunicorn worker configurations at 4 clients).
 """
 from __future__ import annotations
@@ -39,7 +43,8 @@ from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, rsa  # noqa: E402
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID  # noqa: E402
 
-from _harness import CpuMeter, Gunicorn, LoadResult, ServerConfig, bench_database, http_request, run_load  # noqa: E402
+from _harness import (CpuMeter, Gunicorn, LoadResult, ServerConfig, bench_database, embedded_database,  # noqa: E402
+                      http_request, run_load)
 
 DEFAULT_SERVER = ServerConfig("sync", workers=3)  # the best of --sweep on 2 cores
 SWEEP = [ServerConfig("sync", 2), ServerConfig("sync", 3), ServerConfig("sync", 4),
@@ -146,15 +151,11 @@ def bootstrap(env, key_type: str) -> dict:
 
 def check_afterwards(env, demo: dict, issued: int) -> list[str]:
     """Active certificates == 201 answers; the audit chain verifies; one issued chain verifies."""
-    import psycopg
-
     notes = []
-    with psycopg.connect(env.url) as conn:
-        active = conn.execute("SELECT count(*) FROM certificates_certificate WHERE status = 'active'").fetchone()[0]
-        leaf = conn.execute("SELECT certificate_pem, chain_pem FROM certificates_certificate WHERE status = 'active' "
-                            "ORDER BY issued_at DESC LIMIT 1").fetchone()
-        roots = conn.execute("SELECT certificate_pem FROM certificates_certificateauthority "
-                             "WHERE kind = 'root'").fetchall()
+    active = env.query("SELECT count(*) FROM certificates_certificate WHERE status = 'active'")[0][0]
+    leaf = env.query("SELECT certificate_pem, chain_pem FROM certificates_certificate WHERE status = 'active' "
+                     "ORDER BY issued_at DESC LIMIT 1")[0]
+    roots = env.query("SELECT certificate_pem FROM certificates_certificateauthority WHERE kind = 'root'")
     if active != issued:
         raise SystemExit(f"{issued} certificates answered 201 but {active} are active")
     notes.append(f"{active} active certificates == {issued} answers 201")
@@ -171,10 +172,14 @@ def check_afterwards(env, demo: dict, issued: int) -> list[str]:
 
 
 def api_rates(key_type: str, db_name: str, config: ServerConfig, levels: list[int], per_level: int,
-              keep: bool, db_options: str = "", floor: bool = False) -> tuple[dict, list[str]]:
-    """{clients: (LoadResult, CpuMeter)} for the issuance levels, plus "floor" when asked: the same
-    server answering an authenticated read of one project (token, roles, one row, a serializer)."""
-    with bench_database(db_name, keep=keep, db_options=db_options) as env:
+              keep: bool, db_options: str = "", floor: bool = False, extra_env: dict[str, str] | None = None,
+              embedded: bool = False) -> tuple[dict, list[str]]:
+    """{clients: (LoadResult, CpuMeter)} for the issuance levels, plus, when ``floor`` is asked,
+    "floor" (an authenticated read of one project) and "get" (an authenticated GET of one issued
+    certificate: token, roles, throttle, one row, the 45-field serializer) on the same server."""
+    database = (embedded_database(db_name, extra_env=extra_env) if embedded
+                else bench_database(db_name, keep=keep, db_options=db_options, extra_env=extra_env))
+    with database as env:
         demo = bootstrap(env, key_type)
         warm = make_csrs(60 * config.workers, f"warm-{key_type}")
         batches = {c: make_csrs(per_level, f"{key_type}-c{c}") for c in levels}
@@ -191,6 +196,17 @@ def api_rates(key_type: str, db_name: str, config: ServerConfig, levels: list[in
                 if result.errors:
                     raise SystemExit(f"floor: {result.errors[:3]}")
                 results["floor"] = (result, meter)
+                cert_id = env.query("SELECT id FROM certificates_certificate WHERE status = 'active' "
+                                    "ORDER BY issued_at DESC LIMIT 1")[0][0]
+                cert_id = str(cert_id) if embedded else cert_id
+                if embedded and len(cert_id) == 32:  # SQLite stores UUIDs as 32 hex digits
+                    cert_id = f"{cert_id[:8]}-{cert_id[8:12]}-{cert_id[12:16]}-{cert_id[16:20]}-{cert_id[20:]}"
+                get = http_request("GET", f"/api/v1/certificates/{cert_id}", token=demo["token"])
+                with CpuMeter(server) as meter:
+                    result = run_load(server.port, [get] * per_level, 4, expect=200)
+                if result.errors:
+                    raise SystemExit(f"get: {result.errors[:3]}")
+                results["get"] = (result, meter)
         notes = check_afterwards(env, demo, run.issued)
     return results, notes
 
@@ -208,25 +224,42 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=DEFAULT_SERVER.workers)
     parser.add_argument("--threads", type=int, default=DEFAULT_SERVER.threads)
     parser.add_argument("--no-rsa", action="store_true", help="skip the RSA-2048 CA run")
+    parser.add_argument("--no-embedded", action="store_true",
+                        help="skip the run on the embedded defaults (SQLite, no Redis)")
     parser.add_argument("--sweep", action="store_true",
                         help="only compare gunicorn worker configurations (P-256 CA, 4 clients)")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark databases")
+    parser.add_argument("--db-prefix", default=os.environ.get("BENCH_DB_PREFIX", "mv_bench"),
+                        help="prefix of the benchmark databases (default mv_bench; use your own on a shared server)")
+    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", ""),
+                        help="REDIS_URL for the server (rate counters): the production shape. Empty: the "
+                             "database counter (also BENCH_REDIS_URL)")
+    parser.add_argument("--rate-limit", default="10000000/min",
+                        help="MAZEVAULT_RATE_LIMIT_API of the server: counting, at a limit the load never reaches "
+                             "(default 10000000/min; empty switches the throttle off)")
     parser.add_argument("--db-options", default="", metavar="QUERY",
                         help="appended to the server's DATABASE_URL, e.g. server_side_binding=true&prepare_threshold=2 "
                              "(server-side prepared statements)")
     args = parser.parse_args()
     levels = [int(c) for c in args.clients.split(",")]
     config = ServerConfig(args.worker_class, args.workers, args.threads)
+    extra = {"MAZEVAULT_RATE_LIMIT_API": args.rate_limit}
+    if args.redis_url:
+        extra["REDIS_URL"] = args.redis_url
+    db = args.db_prefix
 
-    print(f"MazeVault issuance benchmark: {os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f} at start), "
+    print(f"MazeVault issuance benchmark: {os.cpu_count()} cores (load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} at start), "
           f"Python {platform.python_version()}, cryptography {cryptography.__version__}, "
-          f"PostgreSQL via {os.environ.get('BENCH_PG_URL', '127.0.0.1:5432')}")
+          f"PostgreSQL via {os.environ.get('BENCH_PG_URL', '127.0.0.1:5432')}, "
+          f"Redis {'at ' + args.redis_url if args.redis_url else 'not configured (database counters)'}, "
+          f"API throttle {args.rate_limit or 'off'}")
     if args.sweep:
         print("gunicorn configurations, P-256 CA, 4 clients, "
               f"{args.requests} requests each:")
         for cfg in SWEEP:
-            results, _ = api_rates("ec-p256", "mv_bench_issue", cfg, [4], args.requests, keep=False,
-                                   db_options=args.db_options)
+            results, _ = api_rates("ec-p256", f"{db}_issue", cfg, [4], args.requests, keep=False,
+                                   db_options=args.db_options, extra_env=extra)
             r, meter = results[4]
             print(f"  {str(cfg):<18} {r.rate:>8.1f} certs/s  p50 {r.pct(50):6.2f} ms  p99 {r.pct(99):6.2f} ms   "
                   f"{meter.summary(r.n)}")
@@ -235,40 +268,60 @@ def main() -> None:
     bare_csrs = make_csrs(3000, "bare")
     bare = bare_rate(bare_csrs, "ec-p256")
     bare_rsa = bare_rate(bare_csrs, "rsa-2048")
-    print(f"bare ceiling (cryptography only, 1 process; parse CSR -> verify -> build -> sign):")
+    print("bare ceiling (cryptography only, 1 process; parse CSR -> verify -> build -> sign):")
     print(f"  P-256 CA: {bare:8.1f} certs/s      (RSA-2048 CA, for reference: {bare_rsa:.1f} certs/s)")
     print(f"API: POST /api/v1/certificates/csr (uploaded CSR, auto-approved client-auth, project-scoped token), "
           f"gunicorn {config}, PostgreSQL{' ?' + args.db_options if args.db_options else ''}, "
           f"{args.requests} requests per level")
     print(f"{'CA':<10} {'clients':>7} {'certs/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'API/bare':>9}")
 
-    p256, notes = api_rates("ec-p256", "mv_bench_issue", config, levels, args.requests, args.keep, args.db_options,
-                            floor=True)
+    p256, notes = api_rates("ec-p256", f"{db}_issue", config, levels, args.requests, args.keep, args.db_options,
+                            floor=True, extra_env=extra)
     for clients in levels:
         print(fmt_row("ECDSA P-256", clients, *p256[clients], bare))
     all_notes = [f"P-256: {n}" for n in notes]
     rsa_results = {}
     if not args.no_rsa:
-        rsa_results, notes = api_rates("rsa-2048", "mv_bench_issue_rsa", config, levels, args.requests, args.keep,
-                                       args.db_options)
+        rsa_results, notes = api_rates("rsa-2048", f"{db}_issue_rsa", config, levels, args.requests, args.keep,
+                                       args.db_options, extra_env=extra)
         for clients in levels:
             print(fmt_row("RSA-2048", clients, *rsa_results[clients], bare))
         all_notes += [f"RSA-2048: {n}" for n in notes]
         print("RSA-2048 CA rate / P-256 CA rate: " + ", ".join(
             f"{c} clients {100 * rsa_results[c][0].rate / p256[c][0].rate:.1f}%" for c in levels))
-    r, meter = p256["floor"]
-    print(f"reference, same server: GET /api/v1/projects/{{id}} (authenticated read of one row) at 4 clients: "
-          f"{r.rate:.1f} req/s, p50 {r.pct(50):.2f} ms, p99 {r.pct(99):.2f} ms = {100 * r.rate / bare:.1f}% of the "
-          f"bare ceiling; {meter.summary(r.n)}")
+    for key, label in (("floor", "GET /api/v1/projects/{id} (authenticated read of one row)"),
+                       ("get", "GET /api/v1/certificates/{id} (authenticated read of one issued certificate)")):
+        r, meter = p256[key]
+        print(f"reference, same server: {label} at 4 clients: {r.rate:.1f} req/s, p50 {r.pct(50):.2f} ms, "
+              f"p99 {r.pct(99):.2f} ms = {100 * r.rate / bare:.1f}% of the bare ceiling; {meter.summary(r.n)}")
+    embedded = None
+    if not args.no_embedded:
+        # What ``make run`` gives: SQLite, database rate counters, no Redis (same throttle limit).
+        embedded, notes = api_rates("ec-p256", f"{db}_issue_embedded", config, [4], args.requests, False,
+                                    floor=True, extra_env={"MAZEVAULT_RATE_LIMIT_API": args.rate_limit},
+                                    embedded=True)
+        print("embedded defaults (SQLite under MAZEVAULT_DATA_DIR, no Redis, database rate counters):")
+        print(fmt_row("ECDSA P-256", 4, *embedded[4], bare))
+        r, meter = embedded["get"]
+        print(f"  GET /api/v1/certificates/{{id}} at 4 clients: {r.rate:.1f} req/s, p50 {r.pct(50):.2f} ms, "
+              f"p99 {r.pct(99):.2f} ms; {meter.summary(r.n)}")
+        all_notes += [f"embedded: {n}" for n in notes]
     for note in all_notes:
         print("check  " + note)
+    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
     if 4 in p256:
-        r = p256[4][0]
+        r, meter = p256[4]
+        get, get_meter = p256["get"]
         print("aims:")
         print(f"  API at 4 clients >= 15% of bare ceiling: {100 * r.rate / bare:.1f}% "
               f"-> {'MET' if r.rate >= 0.15 * bare else 'NOT MET'}")
         print(f"  p99 at 4 clients <= 50 ms: {r.pct(99):.2f} ms -> {'MET' if r.pct(99) <= 50 else 'NOT MET'}")
+        issue_cpu = meter.server_s * 1000 / max(r.n, 1)
+        get_cpu = get_meter.server_s * 1000 / max(get.n, 1)
+        print(f"  server CPU per issuance <= 3 ms: {issue_cpu:.2f} ms -> {'MET' if issue_cpu <= 3 else 'NOT MET'}")
+        print(f"  server CPU per authenticated GET <= 1.5 ms: {get_cpu:.2f} ms "
+              f"-> {'MET' if get_cpu <= 1.5 else 'NOT MET'}")
         if 4 in rsa_results:
             ratio = rsa_results[4][0].rate / r.rate
             print(f"  RSA-2048 CA >= 40% of the P-256 rate (4 clients): {100 * ratio:.1f}% "

@@ -17,3 +17,10 @@ class CertificatesConfig(AppConfig):
 
         register_translator(PKIError, translate_pki_error)
         register_component("keystore", health.check)
+
+        from mazevault.apps import connect_cache_invalidation
+
+        from .models import CertificateAuthority, CertificateTemplate
+
+        # Templates and CAs (their status, validity, certificate and chain) are cached per process.
+        connect_cache_invalidation(CertificateAuthority, CertificateTemplate)

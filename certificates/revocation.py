@@ -17,7 +17,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from certificates.pki import crl as pki_crl, formats
-from mazevault import audit
+from mazevault import audit, cache
 from mazevault.errors import Conflict, ValidationFailed
 from mazevault.models import Severity
 
@@ -163,6 +163,7 @@ def revoke_ca(ca: CertificateAuthority, *, actor: Any, reason: int = Reason.UNSP
             status=CAStatus.REVOKED, revoked_at=now, revocation_reason=reason, updated_at=now)
         if not updated:
             raise Conflict("The CA changed meanwhile; try again.")
+        cache.bump()  # QuerySet.update() sends no signal: every process drops its cached copy of the CA
         previous_status, ca.status, ca.revoked_at, ca.revocation_reason = ca.status, CAStatus.REVOKED, now, reason
         lock_issuer(ca.parent_id)
         Revocation.objects.create(

@@ -52,12 +52,24 @@ ALLOWED: dict[str, dict[str, Guard | None]] = {
 }
 
 
+# The statuses a row may be created in: a request waiting for approval, or a certificate issued at
+# once (its row is INSERTed issued, services.issue_certificate). Every later move goes through ALLOWED.
+INITIAL: frozenset[str] = frozenset({S.PENDING_APPROVAL, S.ACTIVE})
+
+
 class InvalidTransition(Conflict):
     def __init__(self, current: str, target: str, reason: str = "") -> None:
         message = f"Cannot move a certificate from {current} to {target}"
         super().__init__(f"{message}: {reason}." if reason else f"{message}.",
                          details={"current_status": current, "target_status": target,
                                   **({"reason": reason} if reason else {})})
+
+
+def initial(status: str) -> str:
+    """``status`` if a new certificate row may be created in it (``INITIAL``), else a 409."""
+    if status not in INITIAL:
+        raise InvalidTransition("new", status, "a certificate is created pending_approval or active")
+    return status
 
 
 def allowed(cert: Certificate, target: str) -> bool:

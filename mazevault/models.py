@@ -190,3 +190,20 @@ class IdempotencyRecord(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=("user", "key"), name="idempotency_unique_key")]
+
+
+class CacheStamp(models.Model):
+    """Singleton row whose random ``version`` changes with every change to a cached table
+    (``mazevault.cache``): processes drop their caches when it moves."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    version = models.BigIntegerField(default=0)
+
+
+class RateCounter(models.Model):
+    """A fixed-window rate counter (``mazevault.throttling``) when Redis is not configured: one row
+    per key, ``count`` events in the window that started at ``window_start`` (epoch seconds)."""
+
+    key = models.CharField(max_length=200, primary_key=True)
+    window_start = models.BigIntegerField(db_index=True)
+    count = models.PositiveIntegerField(default=0)

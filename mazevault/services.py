@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Model, ProtectedError
 from django.utils import timezone
 
-from . import audit
+from . import audit, cache
 from .errors import Conflict, DuplicateName, PermissionDenied, ValidationFailed, is_unique_violation
 from .models import TOKEN_PREFIX, ApiToken, Organization, Project, RoleAssignment, Severity, hash_token
 from .rbac import PERMISSIONS, Role
@@ -191,6 +191,7 @@ def revoke_token(token: ApiToken, *, actor: Any) -> ApiToken:
         updated = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
         if not updated:
             raise Conflict("The token is already revoked.")
+        cache.bump()  # QuerySet.update() sends no signal: every process drops the cached token
         token.refresh_from_db()
         audit.record("auth.token.revoked", actor=actor, entity=token, severity=Severity.WARNING,
                      details={"name": token.name})

@@ -1,5 +1,9 @@
 """Who may do what where: a request's roles resolved once, and queryset scoping from them.
 
+A user's role assignments are read once per process and kept (``mazevault.cache``) until the cache
+stamp moves: any change to a role assignment, a user or a project moves it, so a role removed in
+one replica stops granting anything in every replica within ``cache.POLL_SECONDS``.
+
 An object belongs to an organization and, optionally, one project. A role on the organization
 covers every project in it; a role on a project covers that project and lets its holder see
 (never change) the organization-wide objects of its organization, such as shared templates.
@@ -11,6 +15,7 @@ from uuid import UUID
 
 from django.db.models import Q
 
+from . import cache
 from .rbac import ROLE_PERMISSIONS
 
 
@@ -25,21 +30,27 @@ class Access:
 
     @classmethod
     def for_user(cls, user, scopes: list[str] | None = None) -> "Access":
-        from .models import RoleAssignment
-
         if user is None or not user.is_authenticated:
             return cls(user_id=None)
-        access = cls(user_id=user.pk, is_superuser=user.is_superuser,
-                     scopes=frozenset(scopes) if scopes else None)
-        rows = RoleAssignment.objects.filter(user_id=user.pk).values_list(
-            "role", "organization_id", "project_id", "project__organization_id")
-        for role, org_id, project_id, project_org_id in rows:
-            if org_id is not None:
-                access.org_roles.setdefault(org_id, set()).add(role)
-            else:
-                access.project_roles.setdefault(project_id, set()).add(role)
-                access.project_org[project_id] = project_org_id
-        return access
+        org_roles, project_roles, project_org = cache.memo("roles", user.pk, lambda: _load_roles(user.pk))
+        # The dicts are shared with other requests of this process: Access only reads them.
+        return cls(user_id=user.pk, is_superuser=user.is_superuser, scopes=frozenset(scopes) if scopes else None,
+                   org_roles=org_roles, project_roles=project_roles, project_org=project_org)
+
+    def sees(self, permission: str, *, organization_id: UUID | None, project_id: UUID | None,
+             org_wide_visible: bool = False) -> bool:
+        """The Python twin of ``scope_q``: whether an object owned by (organization_id,
+        project_id) is in the caller's view with ``permission``, without a query."""
+        if not self._scoped(permission):
+            return False
+        if self.is_superuser:
+            return True
+        if organization_id in self.org_ids(permission):
+            return True
+        projects = self.project_ids(permission)
+        if project_id is not None:
+            return project_id in projects
+        return org_wide_visible and organization_id in {self.project_org[p] for p in projects}
 
     def in_scope(self, permission: str) -> bool:
         """The token's scopes (if any) allow ``permission``."""
@@ -104,6 +115,32 @@ class Access:
                 orgs = {self.project_org[p] for p in projects}
                 q |= Q(**{f"{project_field}__isnull": True, f"{org_field}__in": orgs})
         return q
+
+
+def cached_project(project_id: UUID):
+    """The project with its organization, read once per process and cache stamp (shared: read-only)."""
+    from .models import Project
+
+    return cache.memo("project", project_id,
+                      lambda: Project.objects.select_related("organization").filter(pk=project_id).first())
+
+
+def _load_roles(user_id: int) -> tuple[dict, dict, dict]:
+    """(org_roles, project_roles, project_org) of a user: one query."""
+    from .models import RoleAssignment
+
+    org_roles: dict[UUID, set[str]] = {}
+    project_roles: dict[UUID, set[str]] = {}
+    project_org: dict[UUID, UUID] = {}
+    rows = RoleAssignment.objects.filter(user_id=user_id).values_list(
+        "role", "organization_id", "project_id", "project__organization_id")
+    for role, org_id, project_id, project_org_id in rows:
+        if org_id is not None:
+            org_roles.setdefault(org_id, set()).add(role)
+        else:
+            project_roles.setdefault(project_id, set()).add(role)
+            project_org[project_id] = project_org_id
+    return org_roles, project_roles, project_org
 
 
 def get_access(request) -> Access:

@@ -5,6 +5,8 @@ from drf_spectacular.views import SpectacularSwaggerView
 
 from mazevault.api.schema_view import SchemaView
 
+from mazevault.authentication import admin_login
+
 handler400 = "mazevault.api.exceptions.json_400"
 handler403 = "mazevault.api.exceptions.json_403"
 handler404 = "mazevault.api.exceptions.json_404"
@@ -12,6 +14,8 @@ handler500 = "mazevault.api.exceptions.json_500"
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    # Before admin.site.urls: the console's login page, with failed attempts throttled and audited.
+    path("admin/login/", admin_login),
     path("admin/", admin.site.urls),
     path("api/schema/", SchemaView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

@@ -39,6 +39,11 @@ def _no_rate_limits_by_default(settings):
 def _clear_cache():
     from django.core.cache import cache
 
+    from mazevault import cache as process_cache
+
+    # Each test's writes roll back, and SQLite reuses row ids: entries cached by one test must not
+    # answer for the next one.
+    process_cache.forget()
     try:
         cache.clear()
     except Exception:  # the cache table may not exist before the first migrate in a non-db test

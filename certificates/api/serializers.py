@@ -1,9 +1,12 @@
 """Wire shapes for CAs, templates and certificates (snake_case, UUID ids, RFC 3339 UTC)."""
 from __future__ import annotations
 
+import operator
 
 from drf_spectacular.utils import extend_schema_field
-from rest_framework import serializers
+from rest_framework import serializers, validators
+from rest_framework.fields import SkipField
+from rest_framework.relations import PKOnlyObject
 
 from certificates.models import (CAKind, CAStatus, Certificate, CertificateAuthority, CertificateTemplate,
                                  MAX_CRL_SHARDS, RequestMode, RevocationReason)
@@ -233,12 +236,51 @@ class TemplateSerializer(StrictModelSerializer):
 
 
 # --- Certificates ----------------------------------------------------------------------------
-class CSRSubmitSerializer(StrictSerializer):
+class PemField(serializers.CharField):
+    """A PEM document. RFC 7468 section 2: textual encodings use only printable US-ASCII (plus
+    line breaks), so a non-ASCII body is refused here with one C-speed check; that also stands in
+    for DRF's per-character surrogate scan, which cost more than parsing the CSR."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.validators = [v for v in self.validators
+                           if not isinstance(v, validators.ProhibitSurrogateCharactersValidator)]
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if not value.isascii():
+            raise serializers.ValidationError("A PEM document is ASCII text (RFC 7468).")
+        return value
+
+
+class SharedFieldsMixin:
+    """The serializer's field objects are built once per class and shared by every instance.
+
+    DRF deep-copies every declared field for each new serializer (for the CSR body: 24 fields and
+    two nested serializers, a large share of a request's CPU). Validation only reads the fields
+    (the data, errors and validated data live on the serializer instance), so one bound set per
+    class serves all requests. For input serializers whose fields nobody alters per instance.
+    """
+
+    @property
+    def fields(self):
+        cls = type(self)
+        shared = cls.__dict__.get("_shared_fields")
+        if shared is None:
+            prototype = cls()
+            shared = serializers.BindingDict(prototype)
+            for name, field in prototype.get_fields().items():
+                shared[name] = field
+            cls._shared_fields = shared
+        return shared
+
+
+class CSRSubmitSerializer(SharedFieldsMixin, StrictSerializer):
     template_id = serializers.UUIDField()
     project_id = serializers.UUIDField()
     organization_id = serializers.UUIDField(required=False, allow_null=True)
     csr_source_mode = serializers.ChoiceField(choices=[*RequestMode.values, "uploaded"])
-    csr_pem = serializers.CharField(required=False, allow_blank=True, max_length=65536, trim_whitespace=False)
+    csr_pem = PemField(required=False, allow_blank=True, max_length=65536, trim_whitespace=False)
     requested_cn = serializers.CharField(required=False, allow_blank=True, max_length=64)
     requested_san = SanSerializer(required=False)
     requested_subject = SubjectSerializer(required=False)
@@ -318,16 +360,27 @@ class CertificateDetailSerializer(CertificateListSerializer):
                   "invalidity_date", "archived_at", "predecessor_id", "updated_at")
         read_only_fields = fields
 
+    # Rows read with ``Certificate.objects.with_detail()`` carry the names as annotations; others
+    # (just written by a service) carry the related objects.
+    @staticmethod
+    def _username(obj: Certificate, relation: str) -> str | None:
+        if getattr(obj, f"{relation}_id") is None:
+            return None
+        annotated = getattr(obj, f"{relation}_name", None)
+        return annotated if annotated is not None else getattr(obj, relation).username
+
     def get_requested_by(self, obj: Certificate) -> str | None:
-        return obj.requested_by.username if obj.requested_by_id else None
+        return self._username(obj, "requested_by")
 
     def get_rejected_by(self, obj: Certificate) -> str | None:
-        return obj.rejected_by.username if obj.rejected_by_id else None
+        return self._username(obj, "rejected_by")
 
     def get_revoked_by(self, obj: Certificate) -> str | None:
-        return obj.revoked_by.username if obj.revoked_by_id else None
+        return self._username(obj, "revoked_by")
 
     def get_csr_source_mode(self, obj: Certificate) -> str | None:
+        if hasattr(obj, "csr_mode"):
+            return obj.csr_mode
         request = getattr(obj, "request", None)
         return request.mode if request is not None else None
 
@@ -362,6 +415,66 @@ class RejectSerializer(StrictSerializer):
 
 
 ENVIRONMENTS = Environment.values
+
+
+# --- Rendering without rebuilding serializers -------------------------------------------------
+# Instantiating a ModelSerializer builds its fields from the model on every ``.data`` (45 of them
+# for the detail): that dominated a request's CPU. The field objects are stateless once bound, so
+# one instance per shape, built on first use, renders every certificate of the process, through a
+# plan compiled from its fields: plain attributes are read directly (DRF's generic
+# ``get_attribute`` walk is the larger part of a field's cost), and each value goes through the
+# field's own ``to_representation`` (or ``str`` for a plain CharField, which is what that does), so
+# the output is exactly ``Serializer.data``'s (tests/api/test_certificates_rendering.py).
+_PLANS: dict[type, list] = {}
+
+
+def _plan(serializer_class: type) -> list:
+    plan = _PLANS.get(serializer_class)
+    if plan is not None:
+        return plan
+    serializer = serializer_class()
+    plan = []
+    for field in serializer._readable_fields:
+        if isinstance(field, serializers.SerializerMethodField):
+            plan.append((field.field_name, getattr(serializer, field.method_name), None, None))
+        elif (len(field.source_attrs) == 1 and not isinstance(field, serializers.BaseSerializer)
+              and not field.source_attrs[0].startswith("_")):
+            convert = str if type(field) is serializers.CharField else field.to_representation
+            plan.append((field.field_name, None, operator.attrgetter(field.source_attrs[0]), convert))
+        else:  # nested serializers, dotted sources: DRF's own path
+            plan.append((field.field_name, None, None, field))
+    return _PLANS.setdefault(serializer_class, plan)
+
+
+def _render(plan: list, instance) -> dict:
+    out = {}
+    for name, method, getter, convert in plan:
+        if method is not None:
+            out[name] = method(instance)
+        elif getter is not None:
+            value = getter(instance)
+            if callable(value) and not isinstance(value, (str, bytes)):  # DRF calls callable sources
+                value = value()
+            out[name] = None if value is None else convert(value)
+        else:
+            try:
+                value = convert.get_attribute(instance)
+            except SkipField:
+                continue
+            check = value.pk if isinstance(value, PKOnlyObject) else value
+            out[name] = None if check is None else convert.to_representation(value)
+    return out
+
+
+def render_certificate(cert: Certificate) -> dict:
+    """``CertificateDetailSerializer(cert).data``, without building a serializer per request."""
+    return _render(_plan(CertificateDetailSerializer), cert)
+
+
+def render_certificate_list(certs) -> list[dict]:
+    """``CertificateListSerializer(certs, many=True).data``, without building serializers."""
+    plan = _plan(CertificateListSerializer)
+    return [_render(plan, cert) for cert in certs]
 
 
 # --- Revocation -----------------------------------------------------------------------------------

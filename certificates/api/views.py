@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import copy
+from uuid import UUID
 
 from cryptography.hazmat.primitives.serialization import Encoding
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import Prefetch
+from django.db.models import Prefetch, prefetch_related_objects
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
@@ -18,17 +19,20 @@ from rest_framework.views import APIView
 
 from certificates import revocation, services
 from certificates.models import Approval, CAStatus, Certificate, CertificateAuthority, CertificateTemplate
+from certificates.querysets import PreparedGet
 from mazevault import audit, services as core
 from mazevault.api.views import RateLimitHeadersMixin, ScopedViewSet
 from mazevault.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from mazevault.idempotency import idempotent
 from mazevault.models import ApprovalPolicy, Organization, Project, Severity
+from mazevault.tenancy import cached_project
 
 from .filters import CAFilter, CertificateFilter, TemplateFilter
 from .serializers import (CRL_SETTING_FIELDS, ApproveSerializer, CACreateSerializer, CASerializer,
                           CAUpdateSerializer, CertificateDetailSerializer, CertificateListSerializer, CertificateUpdateSerializer,
                           CSRSubmitSerializer, RejectSerializer, RevocationResultSerializer, RevokeSerializer,
-                          TemplateSerializer, UnrevokeSerializer, check_crl_intervals)
+                          TemplateSerializer, UnrevokeSerializer, check_crl_intervals, render_certificate,
+                          render_certificate_list)
 
 
 def _visible(view: ScopedViewSet, model, pk, permission: str, *, org_wide: bool = False, field: str = "",
@@ -44,10 +48,10 @@ def _visible(view: ScopedViewSet, model, pk, permission: str, *, org_wide: bool 
 
 
 def _visible_project(view: ScopedViewSet, pk, field: str = "project_id") -> Project:
-    q = view.access.scope_q("project:read", project_field="id")
-    queryset = Project.objects.all() if q is None else Project.objects.filter(q)
-    project = queryset.select_related("organization").filter(pk=pk).first()
-    if project is None:
+    """The project (from the process cache) if the caller may see it; else a 404."""
+    project = cached_project(pk)
+    if project is None or not view.access.sees("project:read", organization_id=project.organization_id,
+                                               project_id=project.pk):
         raise NotFound("Project not found.", details={"field": field})
     return project
 
@@ -268,6 +272,19 @@ class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
 
 
 # --- Certificates ----------------------------------------------------------------------------
+# GET /certificates/{id}: the detail row, compiled once per process (certificates/querysets.py).
+_DETAIL = PreparedGet(Certificate, lambda: Certificate.objects.with_detail())
+
+
+def _no_approvals(cert: Certificate) -> None:
+    """Mark ``cert.approvals`` as prefetched and empty, the way a prefetch that found nothing does
+    (an evaluated empty queryset: iterating it neither queries nor compiles SQL)."""
+    empty = Approval.objects.none()
+    empty._result_cache = []
+    empty._prefetch_done = True
+    cert._prefetched_objects_cache = {"approvals": empty}
+
+
 @extend_schema_view(
     list=extend_schema(summary="List certificates", tags=["certificates"]),
     retrieve=extend_schema(summary="Get certificate details", tags=["certificates"],
@@ -289,24 +306,54 @@ class CertificateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scope
             return queryset.only("id", "common_name", "serial_number", "status", "issuer_cn", "not_before",
                                  "not_after", "key_type", "san", "project_id", "ca_id", "template_id",
                                  "requested_at")
-        return queryset.select_related("requested_by", "rejected_by", "revoked_by", "request").prefetch_related(
-            Prefetch("approvals", queryset=Approval.objects.select_related("approver")))
+        return queryset.with_detail()
 
     def get_serializer_class(self):
         return CertificateListSerializer if self.action == "list" else CertificateDetailSerializer
 
+    def get_object(self) -> Certificate:
+        """The certificate by id, if the caller may read it; else 404 (another tenant's too).
+
+        One query by primary key (the tenant check is made on the loaded row, by ``Access.sees``,
+        the twin of the list's ``scope_q``); list filters do not apply to a single object."""
+        try:
+            pk = UUID(str(self.kwargs.get("pk")))
+        except ValueError:
+            raise NotFound("Not found.") from None
+        cert = _DETAIL.get(pk)
+        if cert is None or not self.access.sees(self.read_permission, organization_id=cert.organization_id,
+                                                project_id=cert.project_id):
+            raise NotFound("Not found.")
+        return cert
+
+    @staticmethod
+    def _with_approvals(cert: Certificate) -> Certificate:
+        """Attach the approvals the detail shows. A certificate that needed none never had any (it
+        was issued at once, never pending), so it costs no query."""
+        if cert.required_approvals == 0:
+            _no_approvals(cert)
+        else:
+            prefetch_related_objects([cert], Prefetch("approvals", queryset=Approval.objects.select_related("approver")))
+        return cert
+
+    def list(self, request: Request, *args, **kwargs) -> Response:
+        queryset = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(render_certificate_list(page))
+
+    def retrieve(self, request: Request, *args, **kwargs) -> Response:
+        return Response(render_certificate(self._with_approvals(self.get_object())))
+
     def _detail(self, cert: Certificate, code: int = 200) -> Response:
-        fresh = self.get_queryset().model.objects.select_related(
-            "requested_by", "rejected_by", "revoked_by", "request").prefetch_related(
-            Prefetch("approvals", queryset=Approval.objects.select_related("approver"))).get(pk=cert.pk)
-        return Response(CertificateDetailSerializer(fresh).data, status=code)
+        fresh = Certificate.objects.with_detail().get(pk=cert.pk)
+        return Response(render_certificate(self._with_approvals(fresh)), status=code)
 
     def _created(self, cert: Certificate) -> Response:
-        """The 201 for a request ``submit_request`` just stored, rendered from that instance: it holds
-        every column as written (its CSR row and requester are cached on it), and a new request has
-        no approvals yet, so re-reading it (as ``_detail`` does) would return the same thing."""
-        cert._prefetched_objects_cache = {"approvals": Approval.objects.none()}
-        return Response(CertificateDetailSerializer(cert).data, status=status.HTTP_201_CREATED)
+        """The 201 for a request ``issue_certificate`` just stored, rendered from that instance: it
+        holds every column as written (its CSR row and requester are cached on it), and a new
+        request has no approvals yet, so re-reading it (as ``_detail`` does) would return the same."""
+        _no_approvals(cert)
+        return Response(render_certificate(cert), status=status.HTTP_201_CREATED)
 
     @extend_schema(summary="Submit a certificate signing request", tags=["certificates"],
                    request=CSRSubmitSerializer, responses={201: CertificateDetailSerializer},
@@ -337,8 +384,10 @@ class CertificateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scope
         project = _visible_project(self, data["project_id"])
         if data.get("organization_id") and data["organization_id"] != project.organization_id:
             raise NotFound("Project not found in this organization.", details={"field": "project_id"})
-        template = _visible(self, CertificateTemplate, data["template_id"], "template:read", org_wide=True,
-                            field="template_id", related=("ca", "ca__key", "approval_policy"))
+        template = services.cached_template(data["template_id"])
+        if template is None or not self.access.sees("template:read", organization_id=template.organization_id,
+                                                     project_id=template.project_id, org_wide_visible=True):
+            raise NotFound("Certificate template not found.", details={"field": "template_id"})
         self.require("certificate:request", organization_id=project.organization_id, project_id=project.pk)
         request_input = services.RequestInput(
             mode=data["csr_source_mode"], csr_pem=data.get("csr_pem", ""), requested_cn=data.get("requested_cn", ""),

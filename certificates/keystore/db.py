@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from typing import Any
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import serialization
@@ -98,3 +99,11 @@ def get_signer(stored: StoredKey) -> DatabaseSigner:
                 signer = DatabaseSigner(key_id=key_id, _key=load_private_key(stored))
                 _SIGNERS[key_id] = signer
     return signer
+
+
+def get_signer_by_id(key_id: Any) -> DatabaseSigner:
+    """``get_signer`` for a key id: the sealed key is read from the database only on first use."""
+    signer = _SIGNERS.get(str(key_id))
+    if signer is not None:
+        return signer
+    return get_signer(StoredKey.objects.get(pk=key_id))

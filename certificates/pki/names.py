@@ -18,6 +18,8 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
+
 import ipaddress
 import re
 import unicodedata
@@ -249,13 +251,22 @@ def _normalize_email(value: str, field: str) -> str:
 def validate_uri(value: str, field: str) -> str:
     """Validate an absolute URI for subjectAltName / CDP / AIA use and return it stripped.
 
+    Results are memoised (a pure function of its arguments): a CA's CRL/OCSP/caIssuers URLs are
+    checked on every signature, and the check costs more than the rest of the extension.
+    """
+    if not isinstance(value, str):
+        raise _invalid("URI must be a string", field)
+    return _validate_uri(value, field)
+
+
+@functools.lru_cache(maxsize=1024)
+def _validate_uri(value: str, field: str) -> str:
+    """``validate_uri`` proper (``value`` is a str).
     RFC 5280 section 4.2.1.6: "When the subjectAltName extension contains a
     URI, the name MUST NOT be a relative URI, and it MUST follow the URI
     syntax and encoding rules specified in [RFC3986].  The name MUST include
     both a scheme (e.g., "http" or "ftp") and a scheme-specific-part."
     """
-    if not isinstance(value, str):
-        raise _invalid("URI must be a string", field)
     uri = value.strip()
     if not uri or not uri.isascii() or any(ch.isspace() for ch in uri) or _has_control_chars(uri):
         raise _invalid("URI must be a non-empty ASCII string without whitespace", field)

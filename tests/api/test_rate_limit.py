@@ -1,7 +1,16 @@
 """MAZEVAULT_RATE_LIMIT_API: per token, X-RateLimit-* headers, 429 RATE_LIMITED with Retry-After."""
 from __future__ import annotations
 
+import pytest
+
+from mazevault import throttling
 from tests.factories import assert_error, unchanged
+
+
+@pytest.fixture(autouse=True)
+def _mid_window(monkeypatch):
+    """Counters are fixed windows: pin the clock 30 s into one, so no test straddles a reset."""
+    monkeypatch.setattr(throttling.time, "time", lambda: 1_800_000_030.0)
 
 
 def test_fourth_request_in_a_minute_is_429(tenant, settings):
@@ -14,7 +23,7 @@ def test_fourth_request_in_a_minute_is_429(tenant, settings):
         assert response["X-RateLimit-Remaining"] == str(remaining)
     response = client.get("/api/v1/certificates")
     body = assert_error(response, 429, "RATE_LIMITED")
-    assert 1 <= int(response["Retry-After"]) <= 61
+    assert int(response["Retry-After"]) == 31  # the window ends in 30 s; the header rounds up
     assert body["details"]["retry_after_seconds"] == int(response["Retry-After"])
     assert response["X-RateLimit-Limit"] == "3" and response["X-RateLimit-Remaining"] == "0"
     # Writes are refused too, before anything happens.

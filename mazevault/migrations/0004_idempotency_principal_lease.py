@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('mazevault', '0002_chain_head_and_cache_table'),
+        ("mazevault", "0003_cache_stamp_and_rate_counter"),
     ]
 
     operations = [
