@@ -24,7 +24,7 @@ from mazevault.tenancy import Access
 from . import policy, signals
 from .keystore import get_signer, store_private_key
 from .models import (Approval, CAKind, CAStatus, Certificate, CertificateAuthority, CertificateSigningRequest,
-                     CertificateStatus, CertificateTemplate, RequestMode)
+                     CertificateSource, CertificateStatus, CertificateTemplate, RequestMode)
 from .states import transition
 
 BACKDATE = timedelta(minutes=5)  # tolerate relying parties whose clocks run a little behind
@@ -247,13 +247,15 @@ def _validate_names(template: CertificateTemplate, subject: dict[str, str], sans
     return names.build_name(subject), names.build_general_names(sans), sans
 
 
-def submit_request(data: RequestInput, *, actor: Any, project: Project,
-                   template: CertificateTemplate) -> Certificate:
+def submit_request(data: RequestInput, *, actor: Any, project: Project, template: CertificateTemplate,
+                   source: str = CertificateSource.REQUEST, internal_names: bool = False) -> Certificate:
     """Validate a request against its template; store it pending, or issue it at once.
 
     Nothing is written unless every check passes. An uploaded CSR's signature is verified and its
     key and names are checked like generated ones. A request that needs no approval comes back
-    issued (status active).
+    issued (status active). ``source`` is recorded on the certificate (ACME, SCEP, …);
+    ``internal_names`` (the caller verified every name sits under MAZEVAULT_INTERNAL_SUFFIXES, as ACME
+    does) skips approval the way DESIGN.md allows for internal names.
     """
     if not template_usable(template, project):
         raise NotFound("Template not found.", details={"field": "template_id"})
@@ -313,13 +315,13 @@ def submit_request(data: RequestInput, *, actor: Any, project: Project,
     else:
         csr_pem = pki_csr.csr_to_pem(request)
 
-    required, approver_role = approval_requirement(template, project)
+    required, approver_role = (0, "") if internal_names else approval_requirement(template, project)
     # audit.batch(): the events are chained at the end, so signing does not hold the chain lock.
     with transaction.atomic(), audit.batch():
         stored_key = store_private_key(private_key) if private_key is not None else None
         cert = Certificate.objects.create(
             organization_id=project.organization_id, project=project, template=template, ca=ca,
-            status=CertificateStatus.PENDING_APPROVAL,
+            status=CertificateStatus.PENDING_APPROVAL, source=source,
             common_name=subject.get("common_name", "") or data.requested_cn,
             subject=names.name_to_string(x509_subject), san=names.sans_flat(sans),
             key_type=keys.describe_public_key((private_key.public_key() if private_key else public_key)).display,

@@ -13,6 +13,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/acme/", include("acme.urls")),
+    path("api/v1/", include("acme.api.urls")),
     path("api/v1/", include("mazevault.api.urls")),
     path("api/v1/", include("crl.urls")),
     path("api/v1/", include("certificates.api.urls")),
