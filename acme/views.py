@@ -53,11 +53,9 @@ def _json(body: dict[str, Any], status: int = 200, **headers: str) -> HttpRespon
 
 # --- resource representations (RFC 8555 7.1.2 - 7.1.5) ----------------------------------------------------
 def account_json(account: Account) -> dict[str, Any]:
-    body: dict[str, Any] = {"status": account.status, "contact": account.contact, "orders": url("orders", account.pk),
-                            "createdAt": _time(account.created_at)}
-    if account.eab_jws:
-        body["externalAccountBinding"] = account.eab_jws
-    return body
+    # The externalAccountBinding is a newAccount request field: it is kept (Account.eab_jws), not echoed.
+    return {"status": account.status, "contact": account.contact, "orders": url("orders", account.pk),
+            "createdAt": _time(account.created_at)}
 
 
 def order_json(order: Order) -> dict[str, Any]:
