@@ -2,6 +2,8 @@
 ca:read to list). Another tenant's organization or credential answers 404."""
 from __future__ import annotations
 
+from uuid import UUID
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status
@@ -38,7 +40,7 @@ class CredentialViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scoped
     http_method_names = ["get", "post", "delete", "head", "options"]
 
     def _organization(self) -> Organization:
-        org_pk = self.kwargs["org_pk"]
+        org_pk = UUID(self.kwargs["org_pk"])  # the route's regex admits only UUIDs
         if not self.access.sees_organization(org_pk):
             raise NotFound("Organization not found.")
         return Organization.objects.get(pk=org_pk)
