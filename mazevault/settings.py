@@ -247,6 +247,8 @@ SPECTACULAR_SETTINGS = {
         "KeyTypeEnum": "certificates.pki.keys.KEY_TYPES",
         "CAKeyTypeEnum": "certificates.api.serializers.CA_KEY_TYPES",
         "HealthStatusEnum": [("ok", "ok"), ("degraded", "degraded")],
+        "EabCredentialStatusEnum": [("active", "active"), ("revoked", "revoked"), ("expired", "expired")],
+        "AcmeAccountStatusEnum": "acme.models.AccountStatus",
     },
     # The Bearer scheme ("BearerAuth") comes from the extension in mazevault/api/schema.py.
     "AUTHENTICATION_WHITELIST": ["mazevault.authentication.BearerTokenAuthentication"],

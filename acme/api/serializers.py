@@ -58,7 +58,7 @@ class CredentialSerializer(serializers.ModelSerializer):
                   "allowed_identifiers", "max_accounts", "expires_at", "revoked_at", "status", "created_at",
                   "accounts")
 
-    @extend_schema_field({"type": "string", "enum": ["active", "revoked", "expired"]})
+    @extend_schema_field(serializers.ChoiceField(choices=["active", "revoked", "expired"]))
     def get_status(self, obj: EabCredential) -> str:
         if obj.revoked_at is not None:
             return "revoked"
