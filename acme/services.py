@@ -19,7 +19,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -188,9 +188,14 @@ def register_account(jwk: jws.PublicJwk, request: messages.NewAccount, *, url: s
             raise AcmeProblem("unauthorized", "the externalAccountBinding credential is used up")
         if Account.objects.filter(thumbprint=jwk.thumbprint).exists():
             return Account.objects.get(thumbprint=jwk.thumbprint), False
-        account = Account.objects.create(credential=credential, organization_id=credential.organization_id,
-                                         project_id=credential.project_id, jwk=jwk.json, thumbprint=jwk.thumbprint,
-                                         contact=contact, eab_jws=request.external_account_binding)
+        try:
+            with transaction.atomic():
+                account = Account.objects.create(
+                    credential=credential, organization_id=credential.organization_id,
+                    project_id=credential.project_id, jwk=jwk.json, thumbprint=jwk.thumbprint, contact=contact,
+                    eab_jws=request.external_account_binding)
+        except IntegrityError:  # the same key registered concurrently through another credential: that account
+            return Account.objects.get(thumbprint=jwk.thumbprint), False
         audit.record("acme.account.created", actor=actor_for(account), entity=account,
                      details={"eab_key_id": credential.key_id, "credential_id": str(credential.pk),
                               "contact": contact, "thumbprint": jwk.thumbprint})
@@ -402,8 +407,16 @@ def respond_to_challenge(challenge: Challenge) -> Challenge:
     return challenge
 
 
+def caa_identities() -> tuple[str, ...]:
+    """The issuer domain names CAA ``issue`` properties must name: MAZEVAULT_ACME_CAA_IDENTITIES, else the
+    host of MAZEVAULT_PUBLIC_URL."""
+    from urllib.parse import urlsplit
+
+    return tuple(settings.MAZEVAULT_ACME_CAA_IDENTITIES) or (urlsplit(settings.MAZEVAULT_PUBLIC_URL).hostname or "",)
+
+
 def validation_config() -> validation.Config:
-    return validation.Config(resolvers=tuple(settings.MAZEVAULT_ACME_DNS_RESOLVERS),
+    return validation.Config(caa_identities=caa_identities(), resolvers=tuple(settings.MAZEVAULT_ACME_DNS_RESOLVERS),
                              networks=tuple(settings.MAZEVAULT_ACME_VALIDATION_NETWORKS),
                              timeout=float(settings.MAZEVAULT_ACME_VALIDATION_TIMEOUT_SECONDS),
                              http01_port=settings.MAZEVAULT_ACME_HTTP01_PORT,
@@ -423,6 +436,8 @@ def check_challenge(challenge: Challenge) -> validation.ValidationFailure | None
             validation.dns01(name, key_authorization, config)
         else:
             validation.tls_alpn01(authz.identifier_value, key_authorization, config)
+        # RFC 8555 / RFC 8659: CAA is checked when the control of the name has been shown.
+        validation.caa(name, config)
     except validation.ValidationFailure as failure:
         return failure
     return None

@@ -45,6 +45,7 @@ class ValidationFailure(Exception):
 
 @dataclass(frozen=True)
 class Config:
+    caa_identities: Sequence[str] = ()
     resolvers: Sequence[str] = ()
     networks: Sequence[str] = ()
     timeout: float = 10.0
@@ -194,3 +195,49 @@ def tls_alpn01(name: str, key_authorization: str, config: Config) -> None:
             raise ValidationFailure("incorrectResponse", "the acmeIdentifier extension does not hold the key authorization digest")
         return
     raise last or ValidationFailure("connection", f"no address of {name} answered")
+
+
+def _caa_records(name: str, config: Config) -> list:
+    resolver = _resolver(config) if config.resolvers else dns.resolver.Resolver()
+    resolver.lifetime = resolver.timeout = config.timeout
+    try:
+        return list(resolver.resolve(name, "CAA"))
+    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+        return []
+    except dns.exception.DNSException as exc:
+        # RFC 8659 5.4 (via RFC 8555 / CA/B practice): a failed lookup is not permission to issue.
+        raise ValidationFailure("dns", f"CAA lookup of {name} failed: {type(exc).__name__}") from None
+
+
+def caa(name: str, config: Config) -> None:
+    """RFC 8659 3: the relevant CAA RRset is the first non-empty one walking from the name towards the root;
+    when there is one, an ``issue`` (``issuewild`` for wildcards, falling back to ``issue``) property must name
+    one of ``config.caa_identities``. A critical property with an unknown tag forbids issuance. IP
+    addresses have no CAA (RFC 8738 7)."""
+    try:
+        ipaddress.ip_address(name)
+        return
+    except ValueError:
+        pass
+    wildcard = name.startswith("*.")
+    labels = (name[2:] if wildcard else name).rstrip(".").split(".")
+    records: list = []
+    for index in range(len(labels)):
+        records = _caa_records(".".join(labels[index:]) + ".", config)
+        if records:
+            break
+    if not records:
+        return
+    for record in records:
+        tag = record.tag.decode("ascii", "replace").lower()
+        if record.flags & 0x80 and tag not in ("issue", "issuewild", "iodef"):
+            raise ValidationFailure("caa", f"CAA for {name} carries a critical property {tag!r} this CA does not understand")
+    wanted = "issuewild" if wildcard and any(r.tag.decode().lower() == "issuewild" for r in records) else "issue"
+    identities = {i.lower() for i in config.caa_identities}
+    for record in records:
+        if record.tag.decode("ascii", "replace").lower() != wanted:
+            continue
+        issuer = record.value.decode("ascii", "replace").split(";", 1)[0].strip().lower()
+        if issuer and issuer in identities:
+            return
+    raise ValidationFailure("caa", f"CAA records for {name} do not authorize this CA ({', '.join(sorted(identities))})")

@@ -330,6 +330,8 @@ MAZEVAULT_ACME_TLSALPN01_PORT = env_int("MAZEVAULT_ACME_TLSALPN01_PORT", 443)
 MAZEVAULT_ACME_DNS_RESOLVERS = env_list("MAZEVAULT_ACME_DNS_RESOLVERS", [])
 # Networks the validator may connect to; empty: everything but link-local and cloud-metadata addresses.
 MAZEVAULT_ACME_VALIDATION_NETWORKS = env_list("MAZEVAULT_ACME_VALIDATION_NETWORKS", [])
+# Issuer domain names a CAA "issue" property must name (RFC 8659); empty: the host of MAZEVAULT_PUBLIC_URL.
+MAZEVAULT_ACME_CAA_IDENTITIES = env_list("MAZEVAULT_ACME_CAA_IDENTITIES", [])
 MAZEVAULT_ACME_VALIDATION_TIMEOUT_SECONDS = env_int("MAZEVAULT_ACME_VALIDATION_TIMEOUT_SECONDS", 10)
 # A failed validation is tried again this many times in all, this many seconds apart, before it is final.
 MAZEVAULT_ACME_VALIDATION_ATTEMPTS = env_int("MAZEVAULT_ACME_VALIDATION_ATTEMPTS", 3)

@@ -131,6 +131,21 @@ def make_setup(tenant, template: str = "web-server", **spec: Any) -> AcmeSetup:
     return AcmeSetup(tenant, credential, hmac_key)
 
 
+@pytest.fixture(autouse=True)
+def _eager_tasks(request):
+    """In-process ACME tests run their validation tasks eagerly even when CI configures a broker: their rows
+    are uncommitted (the worker could not see them). tests/worker/test_acme_worker.py uses the real worker."""
+    from mazevault.celery import app
+
+    if request.node.get_closest_marker("worker"):
+        yield
+        return
+    previous = app.conf.task_always_eager, app.conf.task_eager_propagates
+    app.conf.task_always_eager = app.conf.task_eager_propagates = True
+    yield
+    app.conf.task_always_eager, app.conf.task_eager_propagates = previous
+
+
 @pytest.fixture
 def acme(db) -> AcmeSetup:
     return make_setup(make_tenant("Acme"))
@@ -138,7 +153,7 @@ def acme(db) -> AcmeSetup:
 
 # --- an http-01 responder -----------------------------------------------------------------------------
 class Http01Responder:
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.tokens: dict[str, str] = {}
         self.requests: list[tuple[str, str]] = []
         responder = self
@@ -160,7 +175,7 @@ class Http01Responder:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()

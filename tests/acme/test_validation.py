@@ -185,3 +185,34 @@ def test_tls_alpn01(acme, dns, django_capture_on_commit_callbacks, settings, tmp
     assert body["status"] == expected, body
     assert Authorization.objects.get().status == expected
     assert Challenge.objects.get(pk=challenge["url"].rsplit("/", 1)[1]).status == expected
+
+
+def _caa(srv, host: str, policies: list[dict]) -> None:
+    srv.call("add-caa", {"host": host.rstrip(".") + ".", "policies": policies})
+
+
+def _clear_caa(srv, host: str) -> None:
+    srv.call("clear-caa", {"host": host.rstrip(".") + "."})
+
+
+@pytest.mark.parametrize("policies, expected", [
+    ([{"tag": "issue", "value": "vault.example.com"}], "valid"),
+    ([{"tag": "issue", "value": "letsencrypt.org"}], "invalid"),
+    ([{"tag": "issue", "value": ";"}], "invalid"),
+])
+def test_caa_is_checked_on_the_closest_records(acme, http01, dns, django_capture_on_commit_callbacks, settings,
+                                               policies, expected):
+    settings.MAZEVAULT_ACME_CAA_IDENTITIES = ["vault.example.com"]
+    client = acme.client()
+    client.register()
+    order = _order(client, "host.caa.acme.internal")
+    challenge = _challenge(client, order, "http-01")
+    http01.tokens[challenge["token"]] = key_authorization(challenge["token"], client.signer.jwk)
+    _caa(dns, "caa.acme.internal", policies)  # on the parent: the relevant RRset climbs the tree
+    try:
+        body = _answer(client, challenge, django_capture_on_commit_callbacks)
+    finally:
+        _clear_caa(dns, "caa.acme.internal")
+    assert body["status"] == expected, body
+    if expected == "invalid":
+        assert body["error"]["type"] == "urn:ietf:params:acme:error:caa"
