@@ -369,6 +369,8 @@ def refresh_order(order: Order) -> Order:
                     audit.record("acme.order.invalid", actor="system", entity=order,
                                  organization_id=order.account.organization_id, project_id=order.project_id,
                                  details={"certificate_id": str(order.certificate_id), "reason": reason})
+    else:
+        return order  # nothing to bring up to date: no extra statement on the polling path
     order.refresh_from_db()
     return order
 

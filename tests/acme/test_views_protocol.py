@@ -221,5 +221,5 @@ def test_hot_endpoints_statement_counts(acme, django_assert_max_num_queries):
     with django_assert_max_num_queries(1):
         Client().head("/api/acme/new-nonce")
     # nonce consume, account, order, its authorizations, next nonce
-    with django_assert_max_num_queries(6):
+    with django_assert_max_num_queries(5):
         assert client.post(path, nonce=nonce).status_code == 200
