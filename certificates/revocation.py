@@ -24,7 +24,7 @@ from mazevault.models import Severity
 from . import signals
 from .models import (CAKind, CAStatus, Certificate, CertificateAuthority, CertificateStatus, Revocation,
                      RevocationKind, RevocationReason)
-from .states import allowed, transition
+from .states import InvalidTransition, allowed, transition
 
 Reason = RevocationReason
 # DESIGN.md: cert.revoked is a warning; a compromised key is worse.
@@ -78,6 +78,9 @@ def revoke_certificate(cert: Certificate, *, actor: Any, reason: int = Reason.UN
     _check_invalidity_date(invalidity_date, now)
     with transaction.atomic():
         cert = Certificate.objects.select_for_update(of=("self",)).select_related("ca").get(pk=cert.pk)
+        if cert.status not in (CertificateStatus.ACTIVE, CertificateStatus.REVOKED):
+            # Archived certificates are restored, not revoked (archive → revoked is the restore edge).
+            raise InvalidTransition(cert.status, CertificateStatus.REVOKED)
         if cert.status == CertificateStatus.REVOKED and allowed(cert, CertificateStatus.REVOKED) \
                 and reason == Reason.CERTIFICATE_HOLD:
             raise Conflict("The certificate is already on certificateHold.",
@@ -115,6 +118,8 @@ def unrevoke_certificate(cert: Certificate, *, actor: Any, comment: str = "") ->
     with transaction.atomic():
         cert = Certificate.objects.select_for_update(of=("self",)).select_related("ca").get(pk=cert.pk)
         held_since = cert.revoked_at
+        if cert.status != CertificateStatus.REVOKED:  # archived → active is a restore, not a release
+            raise InvalidTransition(cert.status, CertificateStatus.ACTIVE)
         transition(cert, CertificateStatus.ACTIVE, revoked_at=None, revoked_by=None, revocation_reason=None,
                    invalidity_date=None, revocation_comment="")
         if cert.ca_id is not None and cert.serial_number:

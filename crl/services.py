@@ -248,10 +248,10 @@ def crl_der(crl: CRL | CRLMeta) -> bytes:
     return bytes(CRL.objects.filter(pk=crl.pk).values_list("der", flat=True).get())
 
 
-def publish_all(ca: CertificateAuthority, *, actor: Any = "system") -> list[CRL]:
-    """A full and a delta CRL for every scope of the CA (after revocations, or on demand)."""
+def publish_all(ca: CertificateAuthority, *, actor: Any = "system", shards: bool = True) -> list[CRL]:
+    """A full and a delta CRL for every scope of the CA (``shards`` False: the unsharded scope only)."""
     published = []
-    for scope in scopes(ca):
+    for scope in scopes(ca) if shards else [Scope(ca)]:
         published.append(publish_crl(ca, kind=CRLKind.FULL, shard=scope.shard, actor=actor))
         published.append(publish_crl(ca, kind=CRLKind.DELTA, shard=scope.shard, actor=actor))
     return published
@@ -308,6 +308,7 @@ def request_refresh(ca_id: Any) -> None:
 
 
 def refresh_after_revocations(ca_id: Any) -> int:
+    """Publish full and delta CRLs of every scope of the CA that changed (or never published)."""
     from django.core.cache import cache
 
     try:
@@ -317,4 +318,18 @@ def refresh_after_revocations(ca_id: Any) -> int:
     ca = CertificateAuthority.objects.select_related("key").filter(pk=ca_id).first()
     if ca is None:
         return 0
-    return len(publish_all(ca))
+    published = 0
+    for scope in scopes(ca):
+        if _stale(scope):
+            publish_crl(ca, kind=CRLKind.FULL, shard=scope.shard)
+            publish_crl(ca, kind=CRLKind.DELTA, shard=scope.shard)
+            published += 2
+    return published
+
+
+def _stale(scope: Scope) -> bool:
+    """The scope has no CRL yet, or revocation rows newer than its latest full CRL's boundary."""
+    latest = _latest(scope.ca.pk, CRLKind.FULL, scope.shard, meta_only=True)
+    if latest is None:
+        return True
+    return Revocation.objects.filter(scope.q(), ca_id=scope.ca.pk, id__gt=latest.max_revocation_id).exists()

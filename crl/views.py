@@ -31,6 +31,7 @@ from mazevault.errors import NotFound, ValidationFailed
 from . import services
 from .models import CRL, CRLKind
 
+MAX_SHARD = 1023  # crl_shards is at most 1024
 _CRL_BODY = "The CRL: DER (application/pkix-crl) by default, PEM with ?format=pem."
 
 # Stored CRL bytes per process, keyed by row id and the DER's SHA-256 (from the metadata query), so a
@@ -64,6 +65,19 @@ def _pem(der: bytes) -> str:
     return f"-----BEGIN X509 CRL-----\n{body}\n-----END X509 CRL-----\n"
 
 
+_CRL_PARAMETERS = [
+    OpenApiParameter("type", str, OpenApiParameter.QUERY, enum=["full", "delta"],
+                     description="full (default) or delta (the …/crl/delta paths are always delta)."),
+    OpenApiParameter("format", str, OpenApiParameter.QUERY, enum=["der", "pem"],
+                     description="der (default): application/pkix-crl; pem: application/x-pem-file."),
+]
+_CRL_RESPONSES = {
+    (200, "application/pkix-crl"): OpenApiResponse(OpenApiTypes.BINARY, description=_CRL_BODY),
+    (200, "application/x-pem-file"): OpenApiResponse(OpenApiTypes.STR, description=_CRL_BODY),
+    304: OpenApiResponse(description="Not modified (If-None-Match matched the ETag)."),
+}
+
+
 class CRLView(RateLimitHeadersMixin, APIView):
     """RFC 5280 4.2.1.13 CRL distribution point: anyone may fetch it, so no authentication."""
 
@@ -76,19 +90,15 @@ class CRLView(RateLimitHeadersMixin, APIView):
         return super().perform_content_negotiation(request, force=True)
 
     @extend_schema(summary="Download a CA's CRL (DER; ?format=pem; ?type=delta)", tags=["crl"], auth=[],
-                   parameters=[
-                       OpenApiParameter("type", str, OpenApiParameter.QUERY, enum=["full", "delta"],
-                                        description="full (default) or delta."),
-                       OpenApiParameter("format", str, OpenApiParameter.QUERY, enum=["der", "pem"],
-                                        description="der (default): application/pkix-crl; pem: application/x-pem-file."),
-                   ],
-                   responses={(200, "application/pkix-crl"): OpenApiResponse(OpenApiTypes.BINARY, description=_CRL_BODY),
-                              (200, "application/x-pem-file"): OpenApiResponse(OpenApiTypes.STR, description=_CRL_BODY),
-                              304: OpenApiResponse(description="Not modified (If-None-Match matched the ETag).")})
+                   parameters=_CRL_PARAMETERS, responses=_CRL_RESPONSES)
     def get(self, request: Request, pk, shard: int | None = None) -> HttpResponse:
-        kind = self.kind or request.query_params.get("type") or CRLKind.FULL
-        if kind not in CRLKind.values:
-            raise ValidationFailed("type must be full or delta.", details={"field": "type"})
+        asked = request.query_params.get("type")
+        kind = self.kind or asked or CRLKind.FULL
+        if kind not in CRLKind.values or (asked is not None and asked != kind):
+            raise ValidationFailed("type must be full or delta (and delta on the …/delta paths).",
+                                   details={"field": "type"})
+        if shard is not None and shard > MAX_SHARD:
+            raise NotFound("This CA publishes no such CRL shard.", details={"field": "shard"})
         body_format = request.query_params.get("format") or "der"
         if body_format not in {"der", "pem"}:
             raise ValidationFailed("format must be der or pem.", details={"field": "format"})
@@ -117,6 +127,15 @@ class CRLView(RateLimitHeadersMixin, APIView):
         return response
 
 
+class CRLShardView(CRLView):
+    @extend_schema(summary="Download one shard's CRL of a sharded CA (DER; ?format=pem; ?type=delta)", tags=["crl"],
+                   auth=[], responses=_CRL_RESPONSES,
+                   parameters=[*_CRL_PARAMETERS, OpenApiParameter("shard", {"type": "integer", "minimum": 0,
+                                                                            "maximum": MAX_SHARD}, OpenApiParameter.PATH)])
+    def get(self, request: Request, pk, shard: int | None = None) -> HttpResponse:
+        return super().get(request, pk, shard)
+
+
 class RegenerateSerializer(StrictSerializer):
     type = serializers.ChoiceField(choices=CRLKind.values, default=CRLKind.FULL)
     shard = serializers.IntegerField(required=False, allow_null=True, min_value=0, default=None,
@@ -136,6 +155,7 @@ class CRLInfoSerializer(serializers.ModelSerializer):
 
 class CRLAdminViewSet(ScopedViewSet):
     queryset = CertificateAuthority.objects.select_related("key")
+    serializer_class = RegenerateSerializer
     read_permission = "ca:read"
     org_wide_visible = True
 
@@ -168,6 +188,7 @@ class RevocationStatusSerializer(serializers.Serializer):
 
 class CertificateStatusViewSet(ScopedViewSet):
     queryset = Certificate.objects.select_related("ca", "revoked_by")
+    serializer_class = RevocationStatusSerializer
     read_permission = "certificate:read"
 
     @extend_schema(summary="Get a certificate's revocation status", tags=["certificates"],

@@ -400,3 +400,24 @@ def test_crl_settings_in_one_vocabulary_and_checked(tenant):
     tenant.issuing.refresh_from_db()
     crl = services.publish_crl(tenant.issuing)
     assert crl.next_update - crl.this_update == timedelta(hours=48)
+
+
+def test_sharded_ca_creation_publishes_unsharded_at_once_and_shards_via_the_task(tenant, monkeypatch,
+                                                                                  django_capture_on_commit_callbacks):
+    queued: list = []
+    monkeypatch.setattr(services, "request_refresh", lambda ca_id: queued.append(ca_id))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = tenant.client().post("/api/v1/ca", {
+            "name": "Sharded", "kind": "intermediate", "parent_id": str(tenant.root.pk), "crl_shards": 3,
+            "subject": {"common_name": "Sharded CA"}}, format="json")
+    assert response.status_code == 201, response.json()
+    ca = CertificateAuthority.objects.get(pk=response.json()["id"])
+    assert len(crl_of(ca)) == 0 and queued == [ca.pk]
+    assert fetch(f"/api/v1/ca/{ca.pk}/crl/shard/0")[0] == 404
+    assert services.refresh_after_revocations(ca.pk) == 6  # three shards, full + delta each
+    assert crl_of(ca, shard=2) is not None
+    assert services.refresh_after_revocations(ca.pk) == 0  # nothing changed since
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tenant.client().put(f"/api/v1/ca/{ca.pk}", {"crl_shards": 5}, format="json").status_code == 200
+    assert queued == [ca.pk, ca.pk]
+    assert services.refresh_after_revocations(ca.pk) == 4  # the two new shards

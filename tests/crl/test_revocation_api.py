@@ -193,3 +193,19 @@ def test_state_machine_guard_is_checked_in_the_compare_and_set(tenant):
     with pytest.raises(InvalidTransition):
         transition(stale, "active")
     assert Certificate.objects.get(pk=cert.pk).status == "revoked"
+
+
+def test_archived_certificates_are_neither_revoked_nor_released(tenant):
+    """archived → revoked/active are restore edges of the state machine: revoke and unrevoke never take them."""
+    client = tenant.client()
+    for reason, field in ((RevocationReason.CERTIFICATE_HOLD, "revoked"), (None, "active")):
+        cert_id = issued(client, tenant, cn=f"archived-{field}")["id"]
+        if reason is not None:
+            assert revoke(client, cert_id, reason=int(reason)).status_code == 200
+        cert = Certificate.objects.get(pk=cert_id)
+        Certificate.objects.filter(pk=cert_id).update(status="archived", status_before_archive=cert.status)
+        cert.refresh_from_db()
+        with unchanged(cert):
+            assert_error(revoke(client, cert_id, reason="keyCompromise"), 409, "RESOURCE_CONFLICT")
+            assert_error(client.post(f"/api/v1/certificates/{cert_id}/unrevoke", {}, format="json"), 409,
+                         "RESOURCE_CONFLICT")
