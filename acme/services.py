@@ -8,7 +8,6 @@ then ``record_validation`` settles it. Issuance goes through exactly one functio
 """
 from __future__ import annotations
 
-import base64
 import logging
 import re
 import uuid
@@ -655,7 +654,3 @@ def clean_up() -> dict[str, int]:
             audit.record("acme.cleaned_up", actor="system", details={"authorizations_expired": authzs,
                                                                      "orders_expired": orders})
     return {"nonces": nonces, "authorizations": authzs, "orders": orders}
-
-
-def b64_der(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import http.client
+import ipaddress
 import json
 import os
 import shutil
@@ -69,7 +70,9 @@ class Client:
         self.origin = f"{scheme}://{hostport}"
         host, port = hostport.split(":")
         if scheme == "https":
-            self.conn = http.client.HTTPSConnection(host, int(port), context=ssl._create_unverified_context())
+            # pebble's listener has a throw-away self-signed certificate (insecure=True).
+            context = ssl._create_unverified_context() if insecure else ssl.create_default_context()
+            self.conn = http.client.HTTPSConnection(host, int(port), context=context)
         else:
             self.conn = http.client.HTTPConnection(host, int(port))
         self.key = ec.generate_private_key(ec.SECP256R1())
@@ -205,7 +208,7 @@ def start_pebble(tmp: Path, http_port: int, dns_port: int) -> tuple[subprocess.P
             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
             .not_valid_after(now + datetime.timedelta(days=1))
             .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                        x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
                            critical=False).sign(key, hashes.SHA256()))
     (tmp / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     (tmp / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -285,13 +288,12 @@ def main() -> None:
                 pebble_certbot = None
                 certbot = ROOT / "var" / "acme-clients" / "bin" / "certbot"
                 if args.certbot and certbot.exists():
-                    responder_port = free_port()
-                    # pebble validates on its configured httpPort: certbot's standalone server must sit there,
-                    # so the shared responder steps aside for this part.
+                    certbot_port = free_port()
+                    # pebble validates on its configured httpPort: certbot's standalone server must sit there.
                     pebble.terminate()
                     pebble.wait()
-                    pebble, pebble_dir = start_pebble(tmp, responder_port, dns_port)
-                    pebble_certbot = certbot_loop(certbot, pebble_dir, args.certbot, tmp / "cbp", responder_port,
+                    pebble, pebble_dir = start_pebble(tmp, certbot_port, dns_port)
+                    pebble_certbot = certbot_loop(certbot, pebble_dir, args.certbot, tmp / "cbp", certbot_port,
                                                   None, insecure=True)
                     print(f"pebble     certbot loop: {pebble_certbot:5.2f} orders/s")
             finally:
@@ -315,7 +317,8 @@ def main() -> None:
                         results["mazevault"][clients] = (rate, lat)
                         ratio = rate / results["pebble"][clients][0]
                         print(f"mazevault  {clients} client(s): {rate:6.1f} issuances/s  p50 {pct(lat, 50):6.1f} ms  "
-                              f"p99 {pct(lat, 99):6.1f} ms  {ratio:.2f}x pebble  {meter.summary(len(lat))}")
+                              f"p99 {pct(lat, 99):6.1f} ms  {ratio:.2f}x pebble  "
+                              f"{meter.summary(len(lat)).replace('CPU/request', 'CPU/issuance')}")
                 certbot = ROOT / "var" / "acme-clients" / "bin" / "certbot"
                 if args.certbot and certbot.exists():
                     # certbot --standalone answers http-01 itself: the validator is pointed at its port.

@@ -3,6 +3,7 @@ server, finalize, download, revoke; and the audit trail it leaves."""
 from __future__ import annotations
 
 import base64
+import ipaddress
 
 import pytest
 from cryptography import x509
@@ -11,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from acme.jws import key_authorization
-from acme.models import Account, Challenge, Order
+from acme.models import Account
 from certificates.models import Certificate, CertificateSource, CertificateStatus
 from mazevault.models import AuditEvent
 
@@ -19,10 +20,10 @@ pytestmark = pytest.mark.django_db
 
 
 def csr_der(names: list[str], key=None, cn: str | None = None) -> str:
+    """base64url DER of a CSR for ``names`` (DNS names or IP addresses), CN ``cn`` or the first name."""
     key = key or ec.generate_private_key(ec.SECP256R1())
     builder = x509.CertificateSigningRequestBuilder().subject_name(
         x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn or names[0])]))
-    import ipaddress
     general = []
     for name in names:
         try:

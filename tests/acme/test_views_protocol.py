@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import threading
 
+import josepy
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from django.db import connection
 from django.test import Client
@@ -90,7 +92,7 @@ def test_algorithms_and_signatures(acme):
     client.register()
     url = client.url("/api/acme/new-order")
     signed = client.signer.sign(url, {"identifiers": []}, nonce=client.nonce(), kid=client.kid)
-    header = json.loads(__import__("josepy").b64.b64decode(signed["protected"]))
+    header = json.loads(josepy.b64.b64decode(signed["protected"]))
     for alg, type_ in (("none", "badSignatureAlgorithm"), ("HS256", "badSignatureAlgorithm"),
                        ("RS256", "badSignatureAlgorithm"), ("XX1", "badSignatureAlgorithm")):
         forged = dict(signed, protected=b64encode(json.dumps({**header, "alg": alg, "nonce": client.nonce()}).encode()))
@@ -122,7 +124,6 @@ def test_rsa_and_p384_account_keys(acme, key, alg):
 def test_ed25519_account_key(acme):
     """EdDSA (RFC 8037) is verified here (josepy has no OKP keys), so clients with Ed25519 keys work too."""
     key = ed25519.Ed25519PrivateKey.generate()
-    from cryptography.hazmat.primitives import serialization
     x = b64encode(key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
     jwk = {"kty": "OKP", "crv": "Ed25519", "x": x}
     client = acme.client()
