@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from certificates.models import CertificateTemplate
 from certificates.services import template_usable
 from mazevault.api.views import ScopedViewSet
-from mazevault.errors import NotFound
+from mazevault.errors import NotFound, ValidationFailed
 from mazevault.models import Organization, Project
 
 from .. import services
@@ -57,14 +57,18 @@ class CredentialViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scoped
         serializer = CredentialCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        # The path's organization is the resource (404 when not visible); ids in the body that name nothing
+        # usable in it are invalid input (400), the same answer whether they exist elsewhere or not.
         q = self.access.scope_q("project:read", project_field="id")
         projects = Project.objects.all() if q is None else Project.objects.filter(q)
         project = projects.filter(pk=data["project_id"], organization=organization).first()
         if project is None:
-            raise NotFound("Project not found.", details={"field": "project_id"})
-        template = CertificateTemplate.objects.filter(pk=data["default_template_id"]).first()
+            raise ValidationFailed("No such project in this organization.", details={"field": "project_id"})
+        q = self.access.scope_q("template:read", org_wide_visible=True)
+        templates = CertificateTemplate.objects.all() if q is None else CertificateTemplate.objects.filter(q)
+        template = templates.filter(pk=data["default_template_id"]).first()
         if template is None or not template_usable(template, project):
-            raise NotFound("Template not found.", details={"field": "default_template_id"})
+            raise ValidationFailed("No such template usable by this project.", details={"field": "default_template_id"})
         self.require("ca:write", organization_id=organization.pk, project_id=project.pk)
         credential, hmac_key = services.create_credential(services.CredentialSpec(
             project=project, default_template=template, cluster_label=data["cluster_label"],

@@ -80,9 +80,12 @@ def test_another_tenant_is_a_404(tenant, other_tenant):
         assert_error(stranger.get(f"{_url(tenant.org)}/{created['id']}"), 404, "RESOURCE_NOT_FOUND")
         assert_error(stranger.delete(f"{_url(tenant.org)}/{created['id']}"), 404, "RESOURCE_NOT_FOUND")
         assert_error(stranger.post(_url(tenant.org), _body(tenant), format="json"), 404, "RESOURCE_NOT_FOUND")
-        # Its own organization, but our project and template: not found either.
-        assert_error(stranger.post(_url(other_tenant.org), _body(tenant), format="json"), 404, "RESOURCE_NOT_FOUND",
+        # Its own organization, but our project and template: invalid input, as for ids that exist nowhere.
+        assert_error(stranger.post(_url(other_tenant.org), _body(tenant), format="json"), 400, "VALIDATION_ERROR",
                      "project_id")
+        assert_error(stranger.post(_url(other_tenant.org), _body(tenant, project_id="00000000-0000-0000-0000-"
+                                                                              "000000000000"), format="json"),
+                     400, "VALIDATION_ERROR", "project_id")
         # Through its own organization's path it cannot reach our credential.
         assert_error(stranger.get(f"{_url(other_tenant.org)}/{created['id']}"), 404, "RESOURCE_NOT_FOUND")
     assert other_tenant.client().get(_url(other_tenant.org)).json()["data"] == []
@@ -102,9 +105,9 @@ def test_bad_input_is_a_400_naming_the_field(tenant, fields, field):
                      "VALIDATION_ERROR", field)
 
 
-def test_unknown_template_is_a_404(tenant, other_tenant):
+def test_another_tenants_template_is_refused_like_an_unknown_one(tenant, other_tenant):
     with unchanged():
-        assert_error(tenant.client().post(_url(tenant.org), _body(
-            tenant, default_template_id=str(other_tenant.templates["web-server"].pk)), format="json"), 404,
-            "RESOURCE_NOT_FOUND", "default_template_id")
+        for template_id in (str(other_tenant.templates["web-server"].pk), "00000000-0000-0000-0000-000000000000"):
+            assert_error(tenant.client().post(_url(tenant.org), _body(tenant, default_template_id=template_id),
+                                              format="json"), 400, "VALIDATION_ERROR", "default_template_id")
     assert not AuditEvent.objects.filter(action="acme.credential.created", organization_id=tenant.org.pk).exists()
