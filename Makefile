@@ -25,7 +25,7 @@ HOST ?= 127.0.0.1
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help install run test test-worker migrate bootstrap schema bench bench-list ci clean distclean reset-data
+.PHONY: help install run test test-worker migrate bootstrap schema bench bench-list acme-clients ci clean distclean reset-data
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ bench: install ## issuance throughput through the API vs. bare cryptography (ben
 bench-list: install ## list endpoint latency on 1,000,000 certificates in PostgreSQL (bench/list_scale.py)
 	@test -f bench/list_scale.py || { echo "bench/list_scale.py is not there yet" >&2; exit 1; }
 	$(PY) bench/list_scale.py $(BENCH_ARGS)
+
+acme-clients: install ## the ACME clients' own venv (var/acme-clients: the acme library + certbot; tests create it too)
+	DJANGO_SETTINGS_MODULE=mazevault.settings $(PY) -c 'import django; django.setup(); from tests.acme.live import client_venv; print(client_venv())'
 
 ci: ## what CI runs: PostgreSQL + Redis (started if down) + a real worker, CI=true
 	bash .ci/run

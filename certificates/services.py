@@ -355,13 +355,15 @@ def _audit_issued(cert: Certificate, *, actor: Any) -> None:
 
 
 def issue_certificate(data: RequestInput, *, source: str, actor: Any, project: Project,
-                      template: CertificateTemplate, predecessor: Certificate | None = None) -> Certificate:
+                      template: CertificateTemplate, predecessor: Certificate | None = None,
+                      internal_names: bool = False) -> Certificate:
     """The one issuance service: validate a request against its template, then store it pending
     approval, or, when no approval is needed, sign it and store it issued.
 
     Every protocol calls this (REST ``submit_request``, ACME finalize, SCEP, renewal) with its
     ``source`` (a ``CertificateSource``); ``predecessor`` links a renewal to the certificate it
-    renews. Invariants: nothing is written unless every check passed; an auto-approved certificate
+    renews; ``internal_names`` (the caller checked that every name sits under
+    MAZEVAULT_INTERNAL_SUFFIXES, as ACME does) skips approval, as DESIGN.md allows. Invariants: nothing is written unless every check passed; an auto-approved certificate
     is signed before the transaction opens (no lock is held while signing) and INSERTed already
     ``active`` with its serial and PEM (one INSERT, no UPDATE: ``states.INITIAL`` lists the
     statuses a row may be created in); a pending one is issued later by ``approve_certificate``
@@ -372,7 +374,7 @@ def issue_certificate(data: RequestInput, *, source: str, actor: Any, project: P
         raise ValidationFailed(f"Unknown certificate source {source!r}.", details={"field": "source"})
     ca = _usable_issuer(template, project)
     checked = check_request(data, template)
-    required, approver_role = approval_requirement(template, project)
+    required, approver_role = (0, "") if internal_names else approval_requirement(template, project)
     now = timezone.now()
     issued_columns: dict[str, Any] = {}
     if required == 0:

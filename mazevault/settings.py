@@ -118,6 +118,7 @@ INSTALLED_APPS = [
     "mazevault",
     "certificates",
     "crl",
+    "acme",
 ]
 
 # WSGI wrappers applied around Django's application by mazevault/wsgi.py (innermost first).
@@ -249,6 +250,8 @@ SPECTACULAR_SETTINGS = {
         "KeyTypeEnum": "certificates.pki.keys.KEY_TYPES",
         "CAKeyTypeEnum": "certificates.api.serializers.CA_KEY_TYPES",
         "HealthStatusEnum": [("ok", "ok"), ("degraded", "degraded")],
+        "EabCredentialStatusEnum": [("active", "active"), ("revoked", "revoked"), ("expired", "expired")],
+        "AcmeAccountStatusEnum": "acme.models.AccountStatus",
     },
     # The Bearer scheme ("BearerAuth") comes from the extension in mazevault/api/schema.py.
     "AUTHENTICATION_WHITELIST": ["mazevault.authentication.BearerTokenAuthentication"],
@@ -301,6 +304,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute=17),
     },
     # CRLs before their interval ends or nextUpdate nears (docs/crl.md); cheap when nothing is due.
+    # Expired nonces deleted; stale orders and authorizations marked invalid/expired (RFC 8555 7.1.3, 7.1.4).
+    "acme.clean_up": {
+        "task": "acme.clean_up",
+        "schedule": timedelta(seconds=env_int("MAZEVAULT_ACME_CLEANUP_SECONDS", 300)),
+    },
     "crl.publish_due": {
         "task": "crl.publish_due",
         "schedule": timedelta(seconds=env_int("MAZEVAULT_CRL_CHECK_SECONDS", 60)),
@@ -323,6 +331,27 @@ MAZEVAULT_TRUSTED_PROXIES = env_int("MAZEVAULT_TRUSTED_PROXIES", 0)
 MAZEVAULT_CRL_COALESCE_SECONDS = env_int("MAZEVAULT_CRL_COALESCE_SECONDS", 2)
 # Cache-Control max-age of a CRL download: the time to its nextUpdate, at most this (docs/crl.md).
 MAZEVAULT_CRL_MAX_AGE_SECONDS = env_int("MAZEVAULT_CRL_MAX_AGE_SECONDS", 300)
+
+# --- ACME (docs/acme.md) ------------------------------------------------------------------------
+# Where the validator connects for http-01 and tls-alpn-01 (RFC 8555 8.3: port 80; RFC 8737 3: port 443);
+# tests and internal networks point them elsewhere.
+MAZEVAULT_ACME_HTTP01_PORT = env_int("MAZEVAULT_ACME_HTTP01_PORT", 80)
+MAZEVAULT_ACME_TLSALPN01_PORT = env_int("MAZEVAULT_ACME_TLSALPN01_PORT", 443)
+# host[:port] of the DNS servers every validation lookup asks (A/AAAA, TXT, CAA); empty: the system's resolver.
+MAZEVAULT_ACME_DNS_RESOLVERS = env_list("MAZEVAULT_ACME_DNS_RESOLVERS", [])
+# Networks the validator may connect to; empty: everything but link-local and cloud-metadata addresses.
+MAZEVAULT_ACME_VALIDATION_NETWORKS = env_list("MAZEVAULT_ACME_VALIDATION_NETWORKS", [])
+# Issuer domain names a CAA "issue" property must name (RFC 8659); empty: the host of MAZEVAULT_PUBLIC_URL.
+MAZEVAULT_ACME_CAA_IDENTITIES = env_list("MAZEVAULT_ACME_CAA_IDENTITIES", [])
+MAZEVAULT_ACME_VALIDATION_TIMEOUT_SECONDS = env_int("MAZEVAULT_ACME_VALIDATION_TIMEOUT_SECONDS", 10)
+# A failed validation is tried again this many times in all, this many seconds apart, before it is final.
+MAZEVAULT_ACME_VALIDATION_ATTEMPTS = env_int("MAZEVAULT_ACME_VALIDATION_ATTEMPTS", 3)
+MAZEVAULT_ACME_VALIDATION_RETRY_SECONDS = env_int("MAZEVAULT_ACME_VALIDATION_RETRY_SECONDS", 2)
+MAZEVAULT_ACME_NONCE_TTL_SECONDS = env_int("MAZEVAULT_ACME_NONCE_TTL_SECONDS", 3600)
+MAZEVAULT_ACME_ORDER_TTL_HOURS = env_int("MAZEVAULT_ACME_ORDER_TTL_HOURS", 24)
+MAZEVAULT_ACME_AUTHZ_TTL_HOURS = env_int("MAZEVAULT_ACME_AUTHZ_TTL_HOURS", 24)
+# Retry-After (seconds) on an order that waits for approval or on a challenge being validated.
+MAZEVAULT_ACME_RETRY_AFTER_SECONDS = env_int("MAZEVAULT_ACME_RETRY_AFTER_SECONDS", 5)
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOGGING = {

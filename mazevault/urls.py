@@ -20,6 +20,8 @@ urlpatterns = [
     path("api/schema/", SchemaView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/v1/", include("crl.ocsp_urls")),  # OCSP first: plain views, no DRF
+    path("api/acme/", include("acme.urls")),
+    path("api/v1/", include("acme.api.urls")),
     path("api/v1/", include("mazevault.api.urls")),
     path("api/v1/", include("crl.urls")),
     path("api/v1/", include("certificates.api.urls")),
