@@ -100,7 +100,6 @@ class CertificateAuthority(UUIDModel):
                                                                     "for good (else one CRL after notAfter).")
     crl_shards = models.PositiveSmallIntegerField(default=0, help_text="Partition the CRL of certificates issued "
                                                                        "from now on into this many shards (0: off).")
-    crl_number = models.PositiveBigIntegerField(default=0, editable=False)  # last CRL number used (full and delta)
     ocsp_sign_with_ca_key = models.BooleanField(default=False, help_text="Sign OCSP responses with the CA key "
                                                                          "instead of a delegated responder.")
     revoked_at = models.DateTimeField(null=True, blank=True)

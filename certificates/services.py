@@ -343,6 +343,12 @@ def submit_request(data: RequestInput, *, actor: Any, project: Project,
     return cert
 
 
+def crl_shard_for(ca: CertificateAuthority, serial: int) -> int | None:
+    """The CRL shard a new certificate of ``ca`` goes to (None: the unsharded CRL). Chosen once, at
+    issuance, and written into the certificate's CRL distribution point (docs/crl.md)."""
+    return serial % ca.crl_shards if ca.crl_shards else None
+
+
 def _issue(cert: Certificate, *, actor: Any, request: x509.CertificateSigningRequest | None = None,
            general_names: list[x509.GeneralName] | None = None, subject: x509.Name | None = None) -> Certificate:
     """Sign and activate a pending certificate. Caller holds the transaction (and the row lock)."""
@@ -360,12 +366,15 @@ def _issue(cert: Certificate, *, actor: Any, request: x509.CertificateSigningReq
     days = max(template.min_validity_days, min(days, template.max_validity_days))
     not_after = min(now + timedelta(days=days), ca.not_after)
     not_before = max(now - BACKDATE, ca.not_before)
+    serial = builder.random_serial()
+    shard = crl_shard_for(ca, serial)
     issued = builder.sign_leaf(
         builder.LeafProfile(
             subject=subject, public_key=request.public_key(), sans=general_names,
             not_before=not_before, not_after=not_after,
             key_usage=tuple(template.key_usage), extended_key_usage=tuple(template.extended_key_usage),
-            crl_urls=ca.crl_urls(), ocsp_urls=ca.ocsp_urls(), ca_issuers_urls=ca.ca_issuers_urls(),
+            crl_urls=ca.crl_urls(shard), ocsp_urls=ca.ocsp_urls(), ca_issuers_urls=ca.ca_issuers_urls(),
+            serial=serial,
         ),
         issuer_cert=ca_certificate(ca), issuer_key=get_signer(ca.key).private_key(),
     )
@@ -375,7 +384,7 @@ def _issue(cert: Certificate, *, actor: Any, request: x509.CertificateSigningReq
         not_before=issued.not_valid_before_utc, not_after=issued.not_valid_after_utc,
         fingerprint_sha256=formats.fingerprint_sha256(issued), certificate_pem=formats.cert_to_pem(issued),
         chain_pem=ca_chain_pem(ca), issuer_cn=names.common_name(issued.issuer) or "",
-        issued_at=now,
+        issued_at=now, crl_shard=shard,
     )
     audit.record("cert.issued", actor=actor, entity=cert,
                  details={"serial_number": cert.serial_number, "ca_id": str(ca.pk),

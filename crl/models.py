@@ -13,6 +13,23 @@ class CRLKind(models.TextChoices):
     DELTA = "delta", "Delta"
 
 
+class CRLState(models.Model):
+    """Per CA: the CRL Number counter shared by full and delta CRLs (RFC 5280 5.2.3: "monotonically
+    increasing sequence number for a given CRL scope and CRL issuer"). Its row is locked for the whole
+    of a generation, so generations of one CA are serialised: numbers are never reused or skipped, and a
+    higher number always has newer content."""
+
+    ca = models.OneToOneField(CertificateAuthority, primary_key=True, on_delete=models.CASCADE,
+                              related_name="crl_state")
+    last_number = models.PositiveBigIntegerField(default=0)
+    # The most shards the CA was ever configured with: each keeps being published (its certificates
+    # carry its URL) when crl_shards is lowered later.
+    shards_published = models.PositiveSmallIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"CRL #{self.last_number} of {self.ca_id}"
+
+
 class CRL(models.Model):
     """One signed CRL. ``number`` comes from the CA's single counter (full and delta share it,
     RFC 5280 5.2.3); ``max_revocation_id`` is the revocation history the CRL covers, so that a delta

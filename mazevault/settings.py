@@ -247,6 +247,8 @@ SPECTACULAR_SETTINGS = {
         "SeverityEnum": "mazevault.models.Severity",
         "CertificateStatusEnum": "certificates.models.CertificateStatus",
         "CAStatusEnum": "certificates.models.CAStatus",
+        "RevocationReasonEnum": ["unspecified", "keyCompromise", "caCompromise", "affiliationChanged", "superseded",
+                                 "cessationOfOperation", "certificateHold"],
         "KeyTypeEnum": "certificates.pki.keys.KEY_TYPES",
         "CAKeyTypeEnum": "certificates.api.serializers.CA_KEY_TYPES",
         "HealthStatusEnum": [("ok", "ok"), ("degraded", "degraded")],
@@ -306,6 +308,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "mazevault.seal_audit_log",
         "schedule": timedelta(seconds=MAZEVAULT_AUDIT_SEAL_SECONDS),
     },
+    # CRLs before their interval ends or nextUpdate nears (docs/crl.md); cheap when nothing is due.
+    "crl.publish_due": {
+        "task": "crl.publish_due",
+        "schedule": timedelta(seconds=env_int("MAZEVAULT_CRL_CHECK_SECONDS", 60)),
+    },
 }
 
 # --- MazeVault behaviour ----------------------------------------------------------------------
@@ -317,6 +324,10 @@ MAZEVAULT_MAX_TOKEN_DAYS = env_int("MAZEVAULT_MAX_TOKEN_DAYS", 366)
 MAZEVAULT_TRUSTED_PROXIES = env_int("MAZEVAULT_TRUSTED_PROXIES", 0)
 # A signed audit checkpoint (chain length + head hash) is kept at most this often (docs/audit.md).
 MAZEVAULT_AUDIT_CHECKPOINT_SECONDS = max(1, env_int("MAZEVAULT_AUDIT_CHECKPOINT_SECONDS", 300))
+# A burst of revocations within this many seconds publishes one set of CRLs (docs/crl.md).
+MAZEVAULT_CRL_COALESCE_SECONDS = env_int("MAZEVAULT_CRL_COALESCE_SECONDS", 2)
+# Cache-Control max-age of a CRL download: the time to its nextUpdate, at most this (docs/crl.md).
+MAZEVAULT_CRL_MAX_AGE_SECONDS = env_int("MAZEVAULT_CRL_MAX_AGE_SECONDS", 300)
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOGGING = {

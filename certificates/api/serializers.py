@@ -396,3 +396,31 @@ class RejectSerializer(StrictSerializer):
 
 
 ENVIRONMENTS = Environment.values
+
+
+# --- Revocation -----------------------------------------------------------------------------------
+class RevokeSerializer(StrictSerializer):
+    reason = RevocationReasonField(required=False, default=RevocationReason.UNSPECIFIED)
+    comment = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
+    invalidity_date = serializers.DateTimeField(required=False, allow_null=True, default=None,
+                                                help_text="RFC 5280 5.3.2: when the key was known or suspected "
+                                                          "to be compromised (RFC 3339, not in the future).")
+
+
+class UnrevokeSerializer(StrictSerializer):
+    comment = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
+
+
+class RevocationResultSerializer(serializers.ModelSerializer):
+    """The seed's revoke response: id, status, revocation_reason, revoked_at, revoked_by."""
+
+    revocation_reason = RevocationReasonField(read_only=True)
+    revoked_by = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Certificate
+        fields = ("id", "status", "revocation_reason", "revoked_at", "revoked_by")
+        read_only_fields = fields
+
+    def get_revoked_by(self, obj: Certificate) -> str | None:
+        return obj.revoked_by.username if obj.revoked_by_id else None

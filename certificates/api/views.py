@@ -13,8 +13,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from certificates import services
-from certificates.models import CAStatus, Approval, Certificate, CertificateAuthority, CertificateTemplate
+from certificates import revocation, services
+from certificates.models import Approval, CAStatus, Certificate, CertificateAuthority, CertificateTemplate
 from mazevault import audit
 from mazevault.api.views import RateLimitHeadersMixin, ScopedViewSet
 from mazevault.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
@@ -22,9 +22,10 @@ from mazevault.idempotency import idempotent
 from mazevault.models import ApprovalPolicy, Organization, Project, Severity
 
 from .filters import CAFilter, CertificateFilter, TemplateFilter
-from .serializers import (CRL_SETTING_FIELDS, check_crl_intervals, ApproveSerializer, CACreateSerializer, CASerializer, CAUpdateSerializer,
-                          CertificateDetailSerializer, CertificateListSerializer, CertificateUpdateSerializer,
-                          CSRSubmitSerializer, RejectSerializer, TemplateSerializer)
+from .serializers import (CRL_SETTING_FIELDS, ApproveSerializer, CACreateSerializer, CASerializer,
+                          CAUpdateSerializer, CertificateDetailSerializer, CertificateListSerializer, CertificateUpdateSerializer,
+                          CSRSubmitSerializer, RejectSerializer, RevocationResultSerializer, RevokeSerializer,
+                          TemplateSerializer, UnrevokeSerializer, check_crl_intervals)
 
 
 def _visible(view: ScopedViewSet, model, pk, permission: str, *, org_wide: bool = False, field: str = "",
@@ -105,6 +106,19 @@ class CAViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet)
             raise Conflict("A revoked CA stays revoked.", details={"current_status": ca.status})
         services.update_object(ca, serializer.validated_data, actor=request.user, action="ca.updated",
                                severity=Severity.WARNING)
+        return Response(CASerializer(ca).data)
+
+    @extend_schema(summary="Revoke an intermediate CA's certificate (listed in its parent's CRL; the CA "
+                           "stops issuing)", tags=["ca"], request=RevokeSerializer, responses={200: CASerializer})
+    @action(detail=True, methods=["post"])
+    def revoke(self, request: Request, pk=None) -> Response:
+        ca = self.get_object()
+        self.require("ca:admin", obj=ca)
+        serializer = RevokeSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        ca = revocation.revoke_ca(ca, actor=request.user, reason=data["reason"], comment=data["comment"],
+                                  invalidity_date=data["invalidity_date"])
         return Response(CASerializer(ca).data)
 
 
@@ -343,4 +357,28 @@ class CertificateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scope
         serializer = RejectSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         cert = services.reject_certificate(cert, actor=request.user, reason=serializer.validated_data["reason"])
+        return self._detail(cert)
+
+    @extend_schema(summary="Revoke a certificate (RFC 5280 reason; certificateHold can be undone)",
+                   tags=["certificates"], request=RevokeSerializer, responses={200: RevocationResultSerializer})
+    @action(detail=True, methods=["post"])
+    def revoke(self, request: Request, pk=None) -> Response:
+        cert = self.get_object()
+        self.require("certificate:revoke", obj=cert)
+        serializer = RevokeSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        cert = revocation.revoke_certificate(cert, actor=request.user, reason=data["reason"],
+                                             comment=data["comment"], invalidity_date=data["invalidity_date"])
+        return Response(RevocationResultSerializer(cert).data)
+
+    @extend_schema(summary="Release a certificate from certificateHold (back to active)", tags=["certificates"],
+                   request=UnrevokeSerializer, responses={200: CertificateDetailSerializer})
+    @action(detail=True, methods=["post"])
+    def unrevoke(self, request: Request, pk=None) -> Response:
+        cert = self.get_object()
+        self.require("certificate:revoke", obj=cert)
+        serializer = UnrevokeSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        cert = revocation.unrevoke_certificate(cert, actor=request.user, comment=serializer.validated_data["comment"])
         return self._detail(cert)

@@ -62,11 +62,6 @@ class Migration(migrations.Migration):
         ),
         migrations.AddField(
             model_name='certificateauthority',
-            name='crl_number',
-            field=models.PositiveBigIntegerField(default=0, editable=False),
-        ),
-        migrations.AddField(
-            model_name='certificateauthority',
             name='crl_shards',
             field=models.PositiveSmallIntegerField(default=0, help_text='Partition the CRL of certificates issued from now on into this many shards (0: off).'),
         ),

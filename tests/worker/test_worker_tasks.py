@@ -94,3 +94,34 @@ def test_worker_purges_idempotency_keys(celery_worker_process, tenant):
 
     assert purged == 1
     assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["worker-purge-fresh"]
+
+
+def test_worker_publishes_crls_after_a_burst_of_revocations_coalesced(celery_worker_process, tenant):
+    """30 revocations in a burst: the worker publishes a handful of CRL sets (not 30), the last listing all."""
+    import time as _time
+
+    from cryptography import x509
+
+    from certificates.pki import formats
+    from crl.models import CRL
+
+    certs = [_issue(tenant, f"burst-{i}.worker.test") for i in range(30)]
+    before = AuditEvent.objects.filter(action="crl.generated", entity_id=str(tenant.issuing.pk)).count()
+    for cert in certs:
+        response = tenant.client().post(f"/api/v1/certificates/{cert.pk}/revoke", {"reason": "superseded"},
+                                        format="json")
+        assert response.status_code == 200, response.json()
+    wanted = {c.serial_number for c in Certificate.objects.filter(pk__in=[c.pk for c in certs])}
+    deadline = _time.monotonic() + TASK_TIMEOUT
+    listed: set[str] = set()
+    while _time.monotonic() < deadline:
+        latest = CRL.objects.filter(ca=tenant.issuing, kind="full", shard=None).order_by("-number").first()
+        if latest is not None:
+            listed = {formats.format_serial(e.serial_number) for e in x509.load_der_x509_crl(bytes(latest.der))}
+            if listed >= wanted:
+                break
+        _time.sleep(0.5)
+    assert listed >= wanted, f"{len(wanted - listed)} revoked serials missing from the latest full CRL"
+    _time.sleep(3)  # let any straggling run finish before counting
+    published = AuditEvent.objects.filter(action="crl.generated", entity_id=str(tenant.issuing.pk)).count() - before
+    assert 2 <= published <= 12, published  # full + delta per run; without coalescing it would be 60
