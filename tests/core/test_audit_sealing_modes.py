@@ -36,6 +36,26 @@ def test_eager_mode_seals_each_commit_before_the_request_returns(tenant):
     assert audit.verify().ok
 
 
+@pytest.mark.skipif(not settings.CELERY_TASK_ALWAYS_EAGER, reason="a broker is configured: tasks are not eager")
+def test_an_eager_task_that_commits_many_times_is_sealed_once_when_it_returns(tenant, monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from certificates.models import Certificate
+    from certificates.tasks import sweep_expired
+
+    ids = [_issue(tenant, f"sweep-{i}") for i in range(3)]
+    Certificate.objects.filter(pk__in=ids).update(not_after=timezone.now() - timedelta(minutes=1))
+    seals = []
+    real_seal = audit.seal
+    monkeypatch.setattr(audit, "seal", lambda **kw: seals.append(real_seal(**kw)) or seals[-1])
+    assert sweep_expired.delay().get() == 3  # three transactions, one cert.expired event each
+    assert seals == [3]
+    assert AuditEvent.objects.filter(action="cert.expired", position__isnull=False).count() == 3
+    assert audit.verify().ok
+
+
 @pytest.mark.worker
 def test_the_worker_seals_what_the_api_committed_within_seconds(celery_worker_process, tenant):
     cert_id = _issue(tenant, "worker-seal")
