@@ -161,12 +161,15 @@ def publish_crl(ca: CertificateAuthority, *, kind: str = CRLKind.FULL, shard: in
     scope = Scope(ca, shard)
     if kind == CRLKind.DELTA and not _latest(ca.pk, CRLKind.FULL, shard, meta_only=True):
         publish_crl(ca, kind=CRLKind.FULL, shard=shard, actor=actor, now=now)
-    boundary = _boundary(ca.pk)
     issuer = cert_services.ca_certificate(ca)
     issued_leaves = ca.kind == CAKind.ROOT and Certificate.objects.filter(ca_id=ca.pk).exists()
     with transaction.atomic():
         state, _ = CRLState.objects.get_or_create(ca=ca)
         state = CRLState.objects.select_for_update().get(pk=state.pk)
+        # Read under the state lock, after the previous generation committed: a CRL numbered later
+        # never covers fewer revocations than an earlier one. (Read before the lock, two racing
+        # generations could take their boundaries in one order and their numbers in the other.)
+        boundary = _boundary(ca.pk)
         base = None
         if kind == CRLKind.FULL:
             entries, count = _full_entries(scope, boundary)
