@@ -169,3 +169,12 @@ def test_the_sealer_runs_from_beat_on_an_existing_queue(settings):
     assert entry["schedule"].total_seconds() == settings.MAZEVAULT_AUDIT_SEAL_SECONDS
     queue = seal_audit_log.app.amqp.router.route({}, seal_audit_log.name)["queue"].name
     assert queue == "default" and queue in QUEUES.split(",")
+
+
+@pytest.mark.parametrize("stamp, status", [("3237-08-29T22:54:25+18:24", 200), ("9999-12-31T23:59:00-23:00", 400)])
+def test_an_audit_time_filter_with_any_iso_offset_is_never_a_500(tenant, stamp, status):
+    # PostgreSQL accepts offsets up to ±15:59 only; ISO 8601 (and the filter) up to ±23:59.
+    response = tenant.client().get("/api/v1/audit-logs", {"created_after": stamp})
+    assert response.status_code == status, response.content[:300]
+    if status == 400:
+        assert response.json()["error"] == "VALIDATION_ERROR"
