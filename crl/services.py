@@ -167,6 +167,11 @@ def publish_crl(ca: CertificateAuthority, *, kind: str = CRLKind.FULL, shard: in
     with transaction.atomic():
         state, _ = CRLState.objects.get_or_create(ca=ca)
         state = CRLState.objects.select_for_update().get(pk=state.pk)
+        # Two generations may read their boundaries in one order and take the lock in the other: a
+        # CRL numbered later must never cover fewer revocations, so take the highest boundary already
+        # published if it is above ours (every boundary is safe: its rows had all committed). The CA
+        # row lock is not held here, so revocations never wait for a generation.
+        boundary = max(boundary, CRL.objects.filter(ca_id=ca.pk).aggregate(m=Max("max_revocation_id"))["m"] or 0)
         base = None
         if kind == CRLKind.FULL:
             entries, count = _full_entries(scope, boundary)

@@ -132,7 +132,15 @@ class Severity(models.TextChoices):
 
 
 class AuditEvent(models.Model):
-    """Append-only; ``chain_hash`` = SHA-256(previous chain_hash || canonical content)."""
+    """Append-only. Written in two steps (docs/audit.md):
+
+    1. ``audit.record()`` inserts the event with its content inside the transaction whose work it
+       describes (``seq`` is the insertion order; ``position``, ``prev_hash`` and ``chain_hash`` NULL);
+    2. the sealer, the only writer of those three columns, appends committed events to the chain:
+       ``position`` = 1, 2, 3 … with no gap, and
+       ``chain_hash`` = SHA-256(``prev_hash`` || canonical content), ``prev_hash`` being the
+       ``chain_hash`` of the event at ``position - 1`` (64 zeros for position 1).
+    """
 
     seq = models.BigAutoField(primary_key=True)
     id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
@@ -149,23 +157,54 @@ class AuditEvent(models.Model):
     ip_address = models.GenericIPAddressField(null=True, blank=True)
     request_id = models.CharField(max_length=64, blank=True, default="")
     details = models.JSONField(default=dict, blank=True)
-    prev_hash = models.CharField(max_length=64)
-    chain_hash = models.CharField(max_length=64)
+    position = models.BigIntegerField(null=True, blank=True, unique=True, editable=False)
+    prev_hash = models.CharField(max_length=64, null=True, blank=True)
+    chain_hash = models.CharField(max_length=64, null=True, blank=True)
 
     class Meta:
         ordering = ("-seq",)
-        indexes = [models.Index(fields=("entity_type", "entity_id"), name="audit_entity_idx")]
+        indexes = [
+            models.Index(fields=("entity_type", "entity_id"), name="audit_entity_idx"),
+            # The sealer's work list: small (events of the last second or so) whatever the log's size.
+            models.Index(fields=("seq",), condition=models.Q(position__isnull=True), name="audit_unsealed_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.action} {self.entity_type}:{self.entity_id}"
 
 
 class AuditChainHead(models.Model):
-    """Singleton row serialising appends to the audit chain (its row lock is the chain's lock)."""
+    """Singleton: where the sealed chain ends. Only the sealer writes it, under its row lock (the
+    sealer's lock: request paths never touch this row).
+
+    ``signature`` is an Ed25519 signature (mazevault/audit_signing.py, kind ``head``) over
+    (``count``, ``last_hash``, ``sealed_at``) by a key the database does not hold, so a database
+    writer cannot move the head to a chain they rewrote."""
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     last_hash = models.CharField(max_length=64, default="0" * 64)
     count = models.BigIntegerField(default=0)
+    sealed_at = models.DateTimeField(null=True, blank=True)
+    key_id = models.CharField(max_length=16, blank=True, default="")
+    signature = models.CharField(max_length=128, blank=True, default="")
+    # When the sealer last kept a checkpoint (scheduling only: not part of any signed statement).
+    last_checkpoint_at = models.DateTimeField(null=True, blank=True)
+
+
+class AuditCheckpoint(models.Model):
+    """A signed statement kept for good: "the chain had ``length`` events ending in ``chain_hash``".
+
+    Written by the sealer at most every ``MAZEVAULT_AUDIT_CHECKPOINT_SECONDS`` and by
+    ``verify_audit --export``, which prints them all for storage outside the database."""
+
+    length = models.BigIntegerField(unique=True)
+    chain_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField()
+    key_id = models.CharField(max_length=16)
+    signature = models.CharField(max_length=128)
+
+    class Meta:
+        ordering = ("length",)
 
 
 class IdempotencyRecord(models.Model):

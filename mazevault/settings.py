@@ -95,6 +95,12 @@ def _decode_kek(text: str, name: str) -> bytes:
 MAZEVAULT_KEK = _decode_kek(_kek_text, "MAZEVAULT_KEK")
 # Retired KEKs stay readable during rotation: comma-separated base64 values.
 MAZEVAULT_OLD_KEKS = [_decode_kek(k, "MAZEVAULT_OLD_KEKS") for k in env_list("MAZEVAULT_OLD_KEKS", [])]
+# The audit chain's checkpoints are signed with an Ed25519 key derived from this secret, or from the KEK
+# when it is empty (docs/audit.md); neither is ever stored in the database.
+_audit_key_text = env_str("MAZEVAULT_AUDIT_KEY")
+MAZEVAULT_AUDIT_KEY = _decode_kek(_audit_key_text, "MAZEVAULT_AUDIT_KEY") if _audit_key_text.strip() else None
+MAZEVAULT_OLD_AUDIT_KEYS = [_decode_kek(k, "MAZEVAULT_OLD_AUDIT_KEYS")
+                            for k in env_list("MAZEVAULT_OLD_AUDIT_KEYS", [])]
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["*"] if not PRODUCTION else [])
@@ -289,6 +295,8 @@ CELERY_TASK_ROUTES = {
     "acme.*": {"queue": "acme"},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+# Seconds between two runs of the audit sealer's safety net in beat (docs/audit.md).
+MAZEVAULT_AUDIT_SEAL_SECONDS = max(1, env_int("MAZEVAULT_AUDIT_SEAL_SECONDS", 5))
 CELERY_BEAT_SCHEDULE = {
     "certificates.sweep_expired": {
         "task": "certificates.sweep_expired",
@@ -302,6 +310,12 @@ CELERY_BEAT_SCHEDULE = {
     "mazevault.purge_idempotency_keys": {
         "task": "mazevault.purge_idempotency_keys",
         "schedule": crontab(minute=17),
+    },
+    # The safety net of the audit sealer: every commit that records events already queues a seal
+    # (docs/audit.md); this catches what a lost message or a broker outage left unsealed.
+    "mazevault.seal_audit_log": {
+        "task": "mazevault.seal_audit_log",
+        "schedule": timedelta(seconds=MAZEVAULT_AUDIT_SEAL_SECONDS),
     },
     # CRLs before their interval ends or nextUpdate nears (docs/crl.md); cheap when nothing is due.
     # Expired nonces deleted; stale orders and authorizations marked invalid/expired (RFC 8555 7.1.3, 7.1.4).
@@ -327,6 +341,8 @@ MAZEVAULT_MAX_TOKEN_DAYS = env_int("MAZEVAULT_MAX_TOKEN_DAYS", 366)
 # A token created without a duration gets this lifetime (never "forever"), capped by the maximum.
 MAZEVAULT_DEFAULT_TOKEN_DAYS = min(env_int("MAZEVAULT_DEFAULT_TOKEN_DAYS", 90), MAZEVAULT_MAX_TOKEN_DAYS)
 MAZEVAULT_TRUSTED_PROXIES = env_int("MAZEVAULT_TRUSTED_PROXIES", 0)
+# A signed audit checkpoint (chain length + head hash) is kept at most this often (docs/audit.md).
+MAZEVAULT_AUDIT_CHECKPOINT_SECONDS = max(1, env_int("MAZEVAULT_AUDIT_CHECKPOINT_SECONDS", 300))
 # A burst of revocations within this many seconds publishes one set of CRLs (docs/crl.md).
 MAZEVAULT_CRL_COALESCE_SECONDS = env_int("MAZEVAULT_CRL_COALESCE_SECONDS", 2)
 # Cache-Control max-age of a CRL download: the time to its nextUpdate, at most this (docs/crl.md).

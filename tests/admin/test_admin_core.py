@@ -6,6 +6,7 @@ import pytest
 from django.urls import NoReverseMatch, reverse
 
 from certificates.models import CertificateAuthority, CertificateTemplate
+from mazevault import audit
 from mazevault.models import ApiToken, ApprovalPolicy, AuditEvent, Organization, Project, RoleAssignment
 
 from .conftest import change_url, login, messages_of, operator, submit
@@ -19,6 +20,7 @@ def test_site_header(root_client):
 
 # --- Audit log ----------------------------------------------------------------------------------
 def test_audit_events_cannot_be_added_changed_or_deleted(tenant, root_client):
+    audit.seal()  # sealed events show their chain hash
     event = AuditEvent.objects.filter(action="ca.created").first()
     before = (event.action, event.chain_hash, event.details)
     existing = set(AuditEvent.objects.values_list("seq", flat=True))

@@ -1,6 +1,7 @@
 """Every mutation writes the right audit event: actor, entity, organization/project, request id, IP."""
 from __future__ import annotations
 
+from mazevault import audit
 from mazevault.models import AuditEvent
 from tests.factories import csr_body, events_since, last_seq
 
@@ -52,7 +53,13 @@ def test_each_mutation_records_actor_entity_request_id_and_ip(tenant):
             assert event.organization_id == expected_org, (path, event.action)
             assert event.actor_name in (tenant.admin.username, "carol"), (path, event.action)
             assert event.entity_type and event.entity_id, (path, event.action)
-            assert len(event.chain_hash) == 64 and len(event.prev_hash) == 64
+            # Inserted unsealed; the sealer chains them after the commit (docs/audit.md).
+            assert event.chain_hash is None and event.prev_hash is None and event.position is None
+    audit.seal()
+    for _, events in steps:
+        for event in events:
+            event.refresh_from_db()
+            assert len(event.chain_hash) == 64 and len(event.prev_hash) == 64 and event.position
     cert_events = [e for _, events in steps for e in events if e.entity_id == waiting["id"]]
     assert [(e.action, e.actor_name, e.entity_type) for e in cert_events] == [
         ("cert.requested", tenant.admin.username, "certificate"), ("cert.approved", "carol", "certificate"),

@@ -201,6 +201,16 @@ def test_run_embedded_serves_the_api_and_beat_expires_certificates_in_the_worker
     assert "Sending due task certificates.sweep_expired" in supervisor.output
     supervisor.wait_for(r"certificates\.sweep_expired\[[0-9a-f-]+\] succeeded in [0-9.]+s: 1\b", 10)
 
+    # The worker sealed the audit events of those commits too (docs/audit.md), and the chain verifies.
+    deadline = time.monotonic() + 30
+    while True:
+        report = supervisor.manage("verify_audit")
+        if report.rstrip().endswith("; 0 events not sealed yet") or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert report.startswith("audit chain intact") and report.rstrip().endswith("; 0 events not sealed yet"), report
+    assert "mazevault.seal_audit_log" in supervisor.output
+
     assert supervisor.stop(signal.SIGTERM) == 0, supervisor.output[-3000:]
     assert "run_embedded: all processes stopped" in supervisor.output
     assert not [name for name, pid in pids.items() if _alive(pid)]
