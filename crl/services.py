@@ -176,7 +176,7 @@ def publish_crl(ca: CertificateAuthority, *, kind: str = CRLKind.FULL, shard: in
         if kind == CRLKind.FULL:
             entries, count = _full_entries(scope, boundary)
         else:
-            base = _latest(ca.pk, CRLKind.FULL, shard)
+            base = _latest(ca.pk, CRLKind.FULL, shard, meta_only=True)
             entries, count = _delta_entries(scope, base, boundary)
         now = now or timezone.now()
         hours = ca.crl_full_validity_hours if kind == CRLKind.FULL else ca.crl_delta_validity_hours
