@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -20,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from tests.e2e.test_schemathesis import _free_port, _manage
+from tests.live import free_port, manage, server_env, start_gunicorn, stop, wait_healthy  # noqa: F401 (re-exported)
 
 CLIENT_REQUIREMENTS = ("acme>=3", "certbot>=3")
 CLIENTS_DIR = Path(os.environ.get("MAZEVAULT_ACME_CLIENT_VENV") or ROOT / "var" / "acme-clients")
@@ -75,59 +73,12 @@ class LiveAcme:
         return body
 
 
-def start_gunicorn(env: dict, port: int, log: Path, workers: int = 2) -> subprocess.Popen:
-    out = open(log, "a")
-    return subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "mazevault.wsgi:application", "--bind", f"127.0.0.1:{port}",
-         "--workers", str(workers), "--timeout", "120"],
-        cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def wait_healthy(proc: subprocess.Popen, url: str, log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"gunicorn exited with {proc.returncode}:\n{log.read_text()[-5000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/api/v1/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (OSError, urllib.error.HTTPError):
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"gunicorn did not answer within 60 s:\n{log.read_text()[-5000:]}")
-        time.sleep(0.3)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
-def server_env(tmp_path: Path, database_url: str, port: int, **extra: str) -> dict:
-    data_dir = tmp_path / "data"
-    data_dir.mkdir(exist_ok=True)
-    env = {key: value for key, value in os.environ.items()
-           if key not in {"REDIS_URL", "MAZEVAULT_TESTING", "PYTEST_CURRENT_TEST"}}
-    env.update({
-        "DATABASE_URL": database_url, "MAZEVAULT_DATA_DIR": str(data_dir), "MAZEVAULT_RATE_LIMIT_API": "",
-        "MAZEVAULT_RATE_LIMIT_AUTH": "", "CELERY_TASK_ALWAYS_EAGER": "1", "PORT": str(port),
-        "MAZEVAULT_PUBLIC_URL": f"http://127.0.0.1:{port}", "MAZEVAULT_ENV": "development",
-        "MAZEVAULT_ACME_VALIDATION_RETRY_SECONDS": "1", **extra,
-    })
-    return env
-
-
 def boot(tmp_path: Path, database_url: str, **extra: str):
     """Migrate, bootstrap the demo tenant, start gunicorn: (LiveAcme, process)."""
-    port = _free_port()
-    env = server_env(tmp_path, database_url, port, **extra)
-    _manage(env, "migrate", "--no-input", "-v", "0")
-    demo = json.loads(_manage(env, "bootstrap_demo", "--json"))
+    port = free_port()
+    env = server_env(tmp_path, database_url, port, MAZEVAULT_ACME_VALIDATION_RETRY_SECONDS="1", **extra)
+    manage(env, "migrate", "--no-input", "-v", "0")
+    demo = json.loads(manage(env, "bootstrap_demo", "--json"))
     log = tmp_path / "gunicorn.log"
     proc = start_gunicorn(env, port, log)
     server = LiveAcme(url=f"http://127.0.0.1:{port}", env=env, demo=demo, log=log)

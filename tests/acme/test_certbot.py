@@ -7,7 +7,8 @@ import subprocess
 import pytest
 from cryptography import x509
 
-from tests.e2e.test_schemathesis import _free_port, database_url  # noqa: F401  (fixture)
+from tests.e2e.test_schemathesis import database_url  # noqa: F401  (fixture)
+from tests.live import free_port
 
 from .live import boot, client_venv, stop
 
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.e2e
 
 def test_certbot_standalone_with_eab(tmp_path, database_url, challtestsrv):  # noqa: F811
     certbot = client_venv().with_name("certbot")
-    port = _free_port()
+    port = free_port()
     server, proc = boot(tmp_path, database_url, MAZEVAULT_ACME_HTTP01_PORT=str(port),
                         MAZEVAULT_ACME_DNS_RESOLVERS=f"127.0.0.1:{challtestsrv.dns_port}")
     try:

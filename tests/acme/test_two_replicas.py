@@ -9,7 +9,8 @@ import urllib.request
 
 import pytest
 
-from tests.e2e.test_schemathesis import _free_port, database_url  # noqa: F401  (fixture)
+from tests.e2e.test_schemathesis import database_url  # noqa: F401  (fixture)
+from tests.live import free_port
 
 from .conftest import JOSE, Http01Responder, Signer, eab_binding
 from .live import LiveAcme, boot, start_gunicorn, stop, wait_healthy
@@ -40,7 +41,7 @@ def test_two_replicas_behave_as_one(tmp_path, database_url, challtestsrv):  # no
     first, proc_a = boot(tmp_path, database_url, MAZEVAULT_PUBLIC_URL=PUBLIC,
                          MAZEVAULT_ACME_HTTP01_PORT=str(responder.port),
                          MAZEVAULT_ACME_DNS_RESOLVERS=f"127.0.0.1:{challtestsrv.dns_port}")
-    port_b = _free_port()
+    port_b = free_port()
     log_b = tmp_path / "gunicorn-b.log"
     proc_b = start_gunicorn({**first.env, "PORT": str(port_b)}, port_b, log_b)
     second = LiveAcme(url=f"http://127.0.0.1:{port_b}", env=first.env, demo=first.demo, log=log_b)

@@ -19,11 +19,8 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -36,6 +33,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from django.conf import settings
+
+from tests.live import free_port, manage, server_env, start_gunicorn, stop, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = int(os.environ.get("MAZEVAULT_E2E_SEED") or 1)
@@ -105,62 +104,20 @@ class LiveServer:
             return exc.code, json.loads(exc.read() or b"{}")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _manage(env: dict, *args: str) -> str:
-    done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, f"manage.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
-    return done.stdout
-
-
 @pytest.fixture
 def gunicorn_server(tmp_path, database_url):
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    env = {key: value for key, value in os.environ.items()
-           if key not in {"REDIS_URL", "MAZEVAULT_TESTING", "PYTEST_CURRENT_TEST"}}
-    port = _free_port()
-    env.update({
-        "DATABASE_URL": database_url, "MAZEVAULT_DATA_DIR": str(data_dir), "MAZEVAULT_RATE_LIMIT_API": "",
-        "MAZEVAULT_RATE_LIMIT_AUTH": "", "CELERY_TASK_ALWAYS_EAGER": "1", "PORT": str(port),
-        "MAZEVAULT_PUBLIC_URL": f"http://127.0.0.1:{port}", "MAZEVAULT_ENV": "development",
-    })
-    _manage(env, "migrate", "--no-input", "-v", "0")
-    demo = json.loads(_manage(env, "bootstrap_demo", "--json"))
+    port = free_port()
+    env = server_env(tmp_path, database_url, port)
+    manage(env, "migrate", "--no-input", "-v", "0")
+    demo = json.loads(manage(env, "bootstrap_demo", "--json"))
     log = tmp_path / "gunicorn.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "mazevault.wsgi:application", "--bind", f"127.0.0.1:{port}",
-             "--workers", "2", "--timeout", "120", "--access-logfile", str(tmp_path / "access.log")],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = start_gunicorn(env, port, log, access_log=tmp_path / "access.log")
     server = LiveServer(url=f"http://127.0.0.1:{port}", env=env, demo=demo, log=log)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"gunicorn exited with {proc.returncode}:\n{log.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{server.url}/api/v1/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except (OSError, urllib.error.HTTPError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"gunicorn did not answer /api/v1/health within 60 s:\n{log.read_text()}")
-            time.sleep(0.3)
+        wait_healthy(proc, server.url, log)
         yield server
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop(proc)
 
 
 # --- real objects for the fuzzer ---------------------------------------------------------------------
@@ -178,7 +135,7 @@ def _csr(common_name: str) -> str:
 def _seed_objects(server: LiveServer) -> dict[str, list]:
     """Issued and pending certificates (the latter requested by another user, so the admin may approve them)."""
     demo, admin = server.demo, server.demo["token"]
-    requester = _manage(server.env, "create_token", "--user", "e2e-requester", "--role", "user",
+    requester = manage(server.env, "create_token", "--user", "e2e-requester", "--role", "user",
                         "--project", demo["project_id"], "--name", "e2e").strip()
     csrs = [_csr(f"e2e-{n}.example.com") for n in range(4)]
     base = {"project_id": demo["project_id"], "csr_source_mode": "uploaded_csr"}
@@ -269,7 +226,7 @@ def test_schemathesis_against_live_server(gunicorn_server, tmp_path):
     assert "Tested: " in run.stdout, run.stdout
 
     # Revoking tokens, with a token of its own that the pass cannot discover (it lists no tokens).
-    token = _manage(gunicorn_server.env, "create_token", "--user", "admin", "--name", "e2e-revoke").strip()
+    token = manage(gunicorn_server.env, "create_token", "--user", "admin", "--name", "e2e-revoke").strip()
     (tmp_path / "tokens").mkdir()
     tokens = _config(tmp_path / "tokens" / "schemathesis.toml", token, objects)
     run = _schemathesis(gunicorn_server, tokens, "--include-operation-id", "users_tokens_create",
